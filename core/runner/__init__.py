@@ -1,0 +1,16 @@
+"""Running pipelines: the engine, the run directory's store and model cache, and the report."""
+
+from .engine import Runner, RunSummary, run_pipeline
+from .report import build_report, interaction_matrix
+from .store import ModelCache, ResultRow, ResultStore
+
+__all__ = [
+    "ModelCache",
+    "ResultRow",
+    "ResultStore",
+    "RunSummary",
+    "Runner",
+    "build_report",
+    "interaction_matrix",
+    "run_pipeline",
+]

@@ -1,0 +1,1 @@
+"""Built-in plugins shipped with interplay (imported as ``interplay.plugins``)."""

@@ -1,0 +1,1 @@
+"""Evasion (S1): attacks, defenses and metrics."""

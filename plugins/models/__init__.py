@@ -1,0 +1,1 @@
+"""Built-in model factories and the network architectures behind them."""
