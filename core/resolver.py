@@ -265,6 +265,10 @@ def resolve(pipeline: Pipeline, registry: Registry | None = None) -> Resolution:
                         m_label,
                     )
                 )
-            elif risk is not None:
+            elif risk is None:
+                result.unmatched.append(
+                    Unmatched(plan.label, BASELINE, f"{metric.name} measures a model but declares no risk id", m_label)
+                )
+            else:
                 result.cells.append(Cell(plan.label, BASELINE, m_label, risk, risk in plan.risks))
     return result

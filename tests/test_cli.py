@@ -155,7 +155,7 @@ def test_matrix_with_test_plugins_shows_cells(
     code, out, _ = run(capsys, "matrix", pipeline)
     assert code == 0
     assert "toy-study" in out
-    assert "5 cells (1 intended" in out
+    assert "5 cells (2 baseline, 1 intended" in out
     assert "toy_posthoc x toy_evasion: toy_evasion needs TrainedModel" in out
 
 

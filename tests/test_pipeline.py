@@ -272,7 +272,7 @@ def test_wrong_plugin_params_name_their_path(registry: Registry, text: str, path
         (SCENARIO + "attacks: [toy_evasion]\nmetrics: [robust_acuracy]\n", "metrics[0].name",
          "did you mean 'robust_accuracy'"),
         (SCENARIO + "attacks: [{name: toy_evasion, metrics: [toy_evasion]}]\n", "attacks[0].metrics[0].name",
-         "(it is a attack)"),
+         "(it is an attack)"),
     ],
 )
 def test_unknown_plugins_name_their_path(registry: Registry, text: str, path: str, fragment: str) -> None:

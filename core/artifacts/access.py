@@ -80,7 +80,8 @@ class ModelAccess(Artifact):
         if not isinstance(x, torch.Tensor):
             raise ArtifactError(f"model input must be a tensor, got {type(x).__name__}")
         if tuple(x.shape[1:]) != self.input_shape:
-            raise ArtifactError(f"model input must have shape (N, {self.input_shape}), got {tuple(x.shape)}")
+            expected = ", ".join(["N", *(str(d) for d in self.input_shape)])
+            raise ArtifactError(f"model input must have shape ({expected}), got {tuple(x.shape)}")
 
 
 def _closure(method: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:

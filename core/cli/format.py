@@ -70,9 +70,10 @@ def matrix_table(pipeline: Pipeline, resolution: Resolution, risks: dict[str, Ri
         table.add_row(*row)
     console.print(table)
     intended = sum(c.intended for c in resolution.cells)
-    unintended = len(resolution.cells) - intended
+    unintended = sum(not c.intended and c.defense != "none" for c in resolution.cells)
+    baseline = sum(c.defense == "none" for c in resolution.cells)
     console.print(
-        f"{len(resolution.cells)} cells ({intended} intended {INTENDED}, {unintended} unintended) "
+        f"{len(resolution.cells)} cells ({baseline} baseline, {intended} intended {INTENDED}, {unintended} unintended) "
         f"over {len(resolution.defenses)} defenses (baseline 'none' included), {len(resolution.attacks)} attacks, "
         f"{len(pipeline.scenario.seeds)} seed(s)."
     )

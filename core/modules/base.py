@@ -59,7 +59,7 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> list[tupl
                 path += f"[{part}]"
             else:
                 path = f"{path}.{part}" if path else str(part)
-        message = error["msg"]
+        message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown key"
         elif error["type"] == "missing":

@@ -147,7 +147,7 @@ class Registry:
             spec = model.model_validate(data)
         except (ValidationError, TypeError, ValueError) as exc:
             detail = (
-                "; ".join(f"{p}: {m}" for p, m in format_validation_error(exc))
+                "; ".join(m if p == "<root>" else f"{p}: {m}" for p, m in format_validation_error(exc))
                 if isinstance(exc, ValidationError)
                 else str(exc)
             )
@@ -162,7 +162,18 @@ class Registry:
             )
             return
         if isinstance(spec, RiskSpec):
-            self._risks.setdefault(spec.id, spec)
+            known = self._risks.get(spec.id)
+            if known is None:
+                self._risks[spec.id] = spec
+            elif (known.name, known.family) != (spec.name, spec.family):
+                self._errors.append(
+                    PluginLoadError(
+                        distribution,
+                        entry_point,
+                        f"risk id {spec.id!r} is already declared by distribution {known.distribution!r} as "
+                        f"{known.name!r} ({known.family}); this declaration ({spec.name!r}) is ignored",
+                    )
+                )
         else:
             self._add_spec(spec, entry_point=entry_point)
 
@@ -259,7 +270,7 @@ class Registry:
             close = difflib.get_close_matches(name, candidates, n=3)
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             known = f" (known: {', '.join(candidates)})" if candidates and not close and len(candidates) <= 12 else ""
-            extra = f" (it is a {spec.kind})" if spec is not None else ""
+            extra = f" (it is {'an' if spec.kind[0] in 'aeiou' else 'a'} {spec.kind})" if spec is not None else ""
             raise UnknownPluginError(f"unknown {what} {name!r}{extra}{hint}{known}")
         return spec
 

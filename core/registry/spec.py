@@ -42,6 +42,10 @@ def artifact_name(artifact: type) -> str:
     return f"{artifact.__module__}:{artifact.__qualname__}"
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 class ArtifactTypes:
     """Subtype and access-narrowing relations between artifact type names.
 
@@ -174,9 +178,9 @@ class PluginSpec(BaseModel):
         }
         for field in needs.get(self.kind, ()):
             if getattr(self, field) is None:
-                raise ValueError(f"a {self.kind} must declare {field!r}")
+                raise ValueError(f"{_article(self.kind)} {self.kind} must declare {field!r}")
         if self.kind in ("attack", "defense") and not self.risks:
-            raise ValueError(f"a {self.kind} must declare at least one risk id")
+            raise ValueError(f"{_article(self.kind)} {self.kind} must declare at least one risk id")
         for field in ("input", "output", "target_access"):
             value = getattr(self, field)
             if value is not None and ":" not in value and value not in CORE_ARTIFACTS:
