@@ -255,6 +255,10 @@ class Runner:
         """Run every cell for every seed; write the store, the model cache and ``report.json``."""
         registry, pipeline = self.registry, self.pipeline
         resolution = resolve(pipeline, registry)
+        scenario = pipeline.scenario
+        dataset = registry.create(scenario.dataset.name, "dataset", **scenario.dataset.params)
+        assert isinstance(dataset, Dataset)
+        base = dataset.load() if resolution.cells else None  # bad data fails before anything is written
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "pipeline.yaml").write_text(pipeline.to_yaml())
         store = ResultStore(self.out / "results.sqlite")
@@ -263,9 +267,6 @@ class Runner:
         versions = environment()
         store.begin_run(run_id, pipeline=pipeline.to_yaml(), environment=versions)
 
-        scenario = pipeline.scenario
-        dataset = registry.create(scenario.dataset.name, "dataset", **scenario.dataset.params)
-        assert isinstance(dataset, Dataset)
         factory = registry.create(scenario.model.name, "model", **scenario.model.params)
         plans = self._plans(resolution)
         attacks = {entry.label: entry for entry in pipeline.attacks}
@@ -276,7 +277,6 @@ class Runner:
 
         rows: list[ResultRow] = []
         total = len(resolution.cells) * len(scenario.seeds)
-        base = dataset.load() if resolution.cells else None
         with Progress(total=total, enabled=self.progress) as progress:
             for seed in scenario.seeds:
                 if base is None:
