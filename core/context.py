@@ -2,19 +2,65 @@
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._seeding import derive_seed, seeded
-from .artifacts import LabeledData, TrainedModel
+from .artifacts import LabeledData, ModelAccess, TaskData, TrainedModel
 from .errors import ConfigError
 from .modules import ModelFactory
 from .recipe import TrainingRecipe
 from .training import LossFn, fit
 
-__all__ = ["RunContext", "resolve_device"]
+__all__ = ["Memo", "RunContext", "TargetProcedure", "resolve_device"]
+
+_T = TypeVar("_T")
+
+TargetProcedure = Callable[[TaskData, int], ModelAccess]
+"""``procedure(task, seed) -> model``: produce a model from ``task`` the way the target was produced."""
+
+
+class Memo:
+    """Results shared by the modules of one run and seed, each computed once.
+
+    Attacks that need the same expensive artifact (the shadow models of LiRA and of the
+    membership attacks, say) compute it through :meth:`get_or_compute` with a key naming
+    everything that determines it; the second attack with the same key gets the first one's
+    result. The runner gives every seed a fresh memo, so nothing leaks between seeds.
+
+    Examples:
+        >>> memo = Memo()
+        >>> memo.get_or_compute(Memo.key("shadows", 16), lambda: [1, 2])
+        [1, 2]
+        >>> memo.get_or_compute(Memo.key("shadows", 16), lambda: [3])
+        [1, 2]
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[str, Any] = {}
+
+    @staticmethod
+    def key(*parts: Any) -> str:
+        """A stable key from JSON-serialisable parts (pydantic models are dumped first)."""
+        plain = [part.model_dump(mode="json") if isinstance(part, BaseModel) else part for part in parts]
+        return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()
+
+    def get_or_compute(self, key: str, compute: Callable[[], _T]) -> _T:
+        """The value stored under ``key``, computing and storing it on first use."""
+        if key not in self._items:
+            self._items[key] = compute()
+        return self._items[key]  # type: ignore[no-any-return]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -42,6 +88,10 @@ class RunContext(BaseModel):
         device: ``cpu``, ``cuda`` or ``cuda:N``.
         model: The scenario's model factory (the target's architecture).
         recipe: The scenario's training recipe.
+        memo: Results shared between the modules of this seed (see :class:`Memo`).
+        target_procedure: How the model under attack was produced (standard training followed by
+            the defenses of its cell), for attacks that need more models made the same way, such
+            as the victims of distribution inference; see :meth:`train_like_target`.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True, extra="forbid")
@@ -50,6 +100,8 @@ class RunContext(BaseModel):
     device: str = "cpu"
     model: ModelFactory | None = None
     recipe: TrainingRecipe = Field(default_factory=TrainingRecipe)
+    memo: Memo = Field(default_factory=Memo)
+    target_procedure: TargetProcedure | None = None
 
     def derive_seed(self, *salt: object) -> int:
         """A seed derived from the run's seed and labels (stable across runs and platforms)."""
@@ -121,3 +173,19 @@ class RunContext(BaseModel):
             architecture_params=chosen.get_params() if chosen is not None else {},
             info=dict(info or {}),
         )
+
+    def train_like_target(self, task: TaskData, *, seed: int) -> ModelAccess:
+        """Produce a model from ``task``'s defender rows the way the target was produced.
+
+        With :attr:`target_procedure` set (the runner sets it to the cell's defense chain) the
+        model goes through the same defenses as the target; without it, this is standard
+        training with the scenario's architecture and recipe.
+
+        Args:
+            task: The data; the model trains on ``task.defender_train``.
+            seed: Seed of this model (initialisation, shuffling, the defense's randomness).
+        """
+        if self.target_procedure is not None:
+            return self.target_procedure(task, seed)
+        indices = task.partition.defender if task.partition is not None else None
+        return self.train(task.defender_train, seed=seed, train_indices=indices)

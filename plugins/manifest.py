@@ -13,6 +13,7 @@ from .datasets import specs as datasets
 from .evasion import specs as evasion
 from .models import specs as models
 from .ownership import specs as ownership
+from .privacy import specs as privacy
 
 RISKS = [
     RiskSpec(
@@ -65,7 +66,7 @@ RISKS = [
     ),
 ]
 
-PLUGINS = [*datasets.SPECS, *models.SPECS, *evasion.SPECS, *ownership.SPECS]
+PLUGINS = [*datasets.SPECS, *models.SPECS, *evasion.SPECS, *ownership.SPECS, *privacy.SPECS]
 
 
 @hookimpl

@@ -30,7 +30,10 @@ from interplay.artifacts import (
     can_narrow,
     fingerprint,
 )
+from interplay.context import RunContext
 from interplay.errors import ArtifactError
+from interplay.recipe import TrainingRecipe
+from interplay.registry import get_registry
 
 
 def _xy(n: int = 6, features: int = 3) -> dict[str, Any]:
@@ -288,9 +291,17 @@ def test_query_access_does_not_expose_the_module(white_box: TrainedModel) -> Non
     for narrowed in (white_box.narrow(QueryAccess), white_box.narrow(LabelOnlyAccess)):
         assert not hasattr(narrowed, "module")
         assert "module" not in type(narrowed).model_fields
-        assert set(narrowed.model_dump()) == {"num_classes", "input_shape", "info"}
+        assert set(narrowed.model_dump()) == {"num_classes", "input_shape", "info", "train_indices"}
         assert _reachable_modules(narrowed, depth=2) == []
     assert _reachable_modules(white_box, depth=1) == ["module"]  # the walk does find a module where there is one
+
+
+def test_narrowing_keeps_the_membership_ground_truth(tabular_task: TaskData) -> None:
+    context = RunContext(model=get_registry().create("mlp", hidden_sizes=(8,)), recipe=TrainingRecipe(epochs=1))
+    rows = torch.arange(0, len(tabular_task.train), 2)
+    model = context.train(tabular_task.train.subset(rows), train_indices=rows)
+    for narrowed in (model.narrow(QueryAccess), model.narrow(LabelOnlyAccess)):
+        assert narrowed.train_indices is not None and torch.equal(narrowed.train_indices, rows)
 
 
 def test_queries_are_counted(white_box: TrainedModel, tabular_task: TaskData) -> None:

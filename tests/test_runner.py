@@ -75,10 +75,25 @@ class LongerTraining(Defense):
         return context.train(target.defender_train, recipe=recipe, train_indices=target.partition.defender)
 
 
+class ProbeAttack(NoiseAttack):
+    """Records what its context offers: the cell's way of producing a model, and the seed's memo."""
+
+    name = "probe_attack"
+    seen: list[tuple[int, int, int, Any]] = []
+
+    def run(self, target: TrainedModel, /, *, data: TaskData | None = None, context: Any = None) -> AdversarialExamples:
+        assert data is not None and target.recipe is not None
+        again = context.train_like_target(data, seed=123)
+        assert isinstance(again, TrainedModel) and again.recipe is not None
+        context.memo.get_or_compute("probe", lambda: object())
+        type(self).seen.append((context.seed, target.recipe.epochs, again.recipe.epochs, context.memo))
+        return super().run(target, data=data, context=context)
+
+
 @pytest.fixture
 def registry() -> Registry:
     registry = Registry.discover()
-    for cls in (NoiseAttack, BoomAttack, LongerTraining):
+    for cls in (NoiseAttack, BoomAttack, LongerTraining, ProbeAttack):
         registry.register(cls, distribution="test-plugins")
     return registry
 
@@ -135,6 +150,17 @@ def test_run_records_every_cell_and_isolates_a_failing_plugin(registry: Registry
     assert all(c["baseline"]["n"] == 2 and c["defended"]["n"] == 2 for c in defended)
     assert all(c["status"] == "failed" for c in report["cells"] if c["attack"] == "boom_attack")
     assert list((tmp_path / "models").glob("*.pt")), "trained models are cached as state dicts"
+
+
+def test_attacks_can_train_models_the_way_their_target_was_trained(registry: Registry, tmp_path: Path) -> None:
+    ProbeAttack.seen.clear()
+    pipeline = make_pipeline(registry, attacks=["probe_attack", "noise_attack"], seeds=[0, 1])
+    Runner(pipeline, out=tmp_path, registry=registry, progress=False).run()
+    seen = ProbeAttack.seen
+    assert sorted((seed, epochs, again) for seed, epochs, again, _ in seen) == [(0, 3, 3), (0, 6, 6), (1, 3, 3), (1, 6, 6)]
+    memos = {seed: {id(memo) for s, _, _, memo in seen if s == seed} for seed in (0, 1)}
+    assert len(memos[0]) == len(memos[1]) == 1, "one memo per seed, shared by every cell"
+    assert memos[0] != memos[1]  # the memo objects are kept alive in ``seen``, so ids cannot be reused
 
 
 def test_same_seed_gives_identical_numbers(registry: Registry, tmp_path: Path) -> None:

@@ -39,6 +39,10 @@ class ModelAccess(Artifact):
         num_classes: Number of output classes.
         input_shape: Shape of one input, without the batch dimension.
         info: Facts recorded with the model (e.g. the privacy budget a defense spent).
+        train_indices: Rows of the task's partitioned split the model was trained on, when known.
+            This is evaluation ground truth (membership labels): it survives narrowing so that a
+            black-box membership attack can *label* its candidates, and an attack must never use
+            it to *decide* membership.
     """
 
     level: ClassVar[int] = -1
@@ -47,6 +51,7 @@ class ModelAccess(Artifact):
     num_classes: int = Field(ge=1)
     input_shape: tuple[int, ...]
     info: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    train_indices: LongTensor | None = None
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Predicted labels, int64 of shape ``(N,)``."""
@@ -67,11 +72,19 @@ class ModelAccess(Artifact):
             raise ArtifactError(f"cannot widen {type(self).__name__} to {to.__name__}: access only narrows")
         if to is LabelOnlyAccess:
             return LabelOnlyAccess.from_function(  # type: ignore[return-value]
-                _closure(self.predict), num_classes=self.num_classes, input_shape=self.input_shape, info=self.info
+                _closure(self.predict),
+                num_classes=self.num_classes,
+                input_shape=self.input_shape,
+                info=self.info,
+                train_indices=self.train_indices,
             )
         if to is QueryAccess and isinstance(self, TrainedModel):
             return QueryAccess.from_function(  # type: ignore[return-value]
-                _closure(self.query), num_classes=self.num_classes, input_shape=self.input_shape, info=self.info
+                _closure(self.query),
+                num_classes=self.num_classes,
+                input_shape=self.input_shape,
+                info=self.info,
+                train_indices=self.train_indices,
             )
         raise ArtifactError(f"no adapter from {type(self).__name__} to {to.__name__}")
 
@@ -120,9 +133,12 @@ class LabelOnlyAccess(ModelAccess):
         num_classes: int,
         input_shape: tuple[int, ...],
         info: dict[str, Any] | None = None,
+        train_indices: torch.Tensor | None = None,
     ) -> LabelOnlyAccess:
         """Wrap a function mapping inputs ``(N, ...)`` to labels ``(N,)``."""
-        access = cls(num_classes=num_classes, input_shape=tuple(input_shape), info=dict(info or {}))
+        access = cls(
+            num_classes=num_classes, input_shape=tuple(input_shape), info=dict(info or {}), train_indices=train_indices
+        )
         access._predict = predict
         return access
 
@@ -156,9 +172,12 @@ class QueryAccess(ModelAccess):
         num_classes: int,
         input_shape: tuple[int, ...],
         info: dict[str, Any] | None = None,
+        train_indices: torch.Tensor | None = None,
     ) -> QueryAccess:
         """Wrap a function mapping inputs ``(N, ...)`` to probabilities ``(N, num_classes)``."""
-        access = cls(num_classes=num_classes, input_shape=tuple(input_shape), info=dict(info or {}))
+        access = cls(
+            num_classes=num_classes, input_shape=tuple(input_shape), info=dict(info or {}), train_indices=train_indices
+        )
         access._posteriors = posteriors
         return access
 
@@ -186,7 +205,6 @@ class TrainedModel(ModelAccess):
     Attributes:
         module: The trained ``torch.nn.Module``; ``module(x)`` returns logits.
         recipe: The training recipe used, when known.
-        train_indices: Rows of the task's partitioned split the model was trained on.
         architecture: Name of the model factory that built the module, when known.
         architecture_params: That factory's parameters.
     """
@@ -196,7 +214,6 @@ class TrainedModel(ModelAccess):
 
     module: torch.nn.Module
     recipe: TrainingRecipe | None = None
-    train_indices: LongTensor | None = None
     architecture: str | None = None
     architecture_params: dict[str, Any] = Field(default_factory=dict)
 

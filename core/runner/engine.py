@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from ..artifacts import Artifact, ModelAccess, TaskData, TrainedModel
-from ..context import RunContext, resolve_device
+from ..context import Memo, RunContext, TargetProcedure, resolve_device
 from ..modules import Attack, Dataset, Defense, Metric, as_metric_list
 from ..pipeline import AttackEntry, Pipeline, PluginRef
 from ..recipe import TrainingRecipe
@@ -231,14 +231,7 @@ class Runner:
             cached = self._load_cached(cache, key, state.context)
             if cached is not None:
                 return cached
-        if name == "train":
-            if not isinstance(current, TaskData):
-                raise TypeError(f"standard training needs TaskData, got {type(current).__name__}")
-            indices = current.partition.defender if current.partition is not None else None
-            result: Artifact = state.context.train(current.defender_train, train_indices=indices)
-        else:
-            assert module is not None
-            result = module.apply(current, data=task, context=state.context)
+        result = _apply_step(state.context, name, module, current, task)
         if trains and isinstance(result, TrainedModel):
             self._save_cached(cache, key, result)
         return result
@@ -359,7 +352,8 @@ class Runner:
             data = state.tasks[variant]
             if attack is not None and variant == "clean":
                 started = time.perf_counter()
-                output = attack.run(model, data=data, context=state.context)
+                context = state.context.model_copy(update={"target_procedure": _procedure(state.context, steps)})
+                output = attack.run(model, data=data, context=context)
                 attack_seconds = time.perf_counter() - started
             elif attack is not None:
                 output, attack_seconds = data, poison_seconds
@@ -421,6 +415,33 @@ class Runner:
             assert isinstance(poisoned, TaskData)
             state.tasks[variant] = poisoned
         return variant
+
+
+def _apply_step(context: RunContext, name: str, module: Defense | None, current: Artifact, task: TaskData) -> Artifact:
+    """One step of a defense plan: standard training (``train``) or a defense."""
+    if name == "train":
+        if not isinstance(current, TaskData):
+            raise TypeError(f"standard training needs TaskData, got {type(current).__name__}")
+        indices = current.partition.defender if current.partition is not None else None
+        return context.train(current.defender_train, train_indices=indices)
+    assert module is not None
+    result: Artifact = module.apply(current, data=task, context=context)
+    return result
+
+
+def _procedure(context: RunContext, steps: list[Step]) -> TargetProcedure:
+    """The cell's way of producing a model (its plan's steps), for :meth:`RunContext.train_like_target`."""
+
+    def produce(task: TaskData, seed: int) -> ModelAccess:
+        fresh = context.model_copy(update={"seed": seed, "memo": Memo(), "target_procedure": None})
+        current: Artifact = task
+        for name, module, _ in steps:
+            current = _apply_step(fresh, name, module, current, task)
+        if not isinstance(current, ModelAccess):
+            raise TypeError(f"the defense chain produced {type(current).__name__}, not a model")
+        return current
+
+    return produce
 
 
 class _StepError(Exception):
