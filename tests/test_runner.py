@@ -72,7 +72,12 @@ class LongerTraining(Defense):
 
     def apply(self, target: TaskData, /, *, data: TaskData | None = None, context: Any = None) -> TrainedModel:
         recipe = context.recipe.model_copy(update={"epochs": self.params.epochs})
-        return context.train(target.defender_train, recipe=recipe, train_indices=target.partition.defender)
+        return context.train(
+            target.defender_train,
+            recipe=recipe,
+            train_indices=target.partition.defender,
+            info={"epochs_used": self.params.epochs, "schedule": "constant"},
+        )
 
 
 class ProbeAttack(NoiseAttack):
@@ -150,6 +155,9 @@ def test_run_records_every_cell_and_isolates_a_failing_plugin(registry: Registry
     assert all(c["baseline"]["n"] == 2 and c["defended"]["n"] == 2 for c in defended)
     assert all(c["status"] == "failed" for c in report["cells"] if c["attack"] == "boom_attack")
     assert list((tmp_path / "models").glob("*.pt")), "trained models are cached as state dicts"
+    facts = report["models"]["longer_training"]  # what the defense recorded with its models, over seeds
+    assert facts["epochs_used"] == {"mean": 6.0, "stderr": 0.0, "n": 2} and facts["schedule"] == "constant"
+    assert "none" not in report["models"]
 
 
 def test_attacks_can_train_models_the_way_their_target_was_trained(registry: Registry, tmp_path: Path) -> None:
@@ -206,6 +214,8 @@ def test_report_command_reprints_the_store(
         assert main(["report", str(tmp_path)]) == 0
         text = capsys.readouterr().out
         assert "interaction matrix" in text and "longer_training" in text
+        assert "longer_training: epochs_used=6.0000 ± 0.0000, schedule=constant" in " ".join(text.split())
+        assert printed["models"] == summary.report["models"]
         assert main(["report", str(tmp_path / "missing")]) == 2
     finally:
         reset_registry(None)

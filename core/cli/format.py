@@ -102,6 +102,21 @@ def _stat(stats: dict[str, Any]) -> str:
     return f"{stats['mean']:.4f}" + (f" ± {stderr:.4f}" if stderr is not None else "")
 
 
+def _model_facts(models: dict[str, dict[str, Any]]) -> list[str]:
+    """One ``defense: key=value, ...`` entry per defense whose models record facts (numbers as mean ± stderr)."""
+    entries = []
+    for defense, facts in models.items():
+        shown = []
+        for key, value in facts.items():
+            if isinstance(value, dict) and "mean" in value:
+                shown.append(f"{key}={_stat(value)}")
+            elif isinstance(value, str | int | float | bool):
+                shown.append(f"{key}={value}")
+        if shown:
+            entries.append(f"{defense}: " + ", ".join(shown))
+    return entries
+
+
 def report_tables(report: dict[str, Any], risks: dict[str, RiskSpec], *, title: str) -> None:
     """Print the interaction matrix (defenses x risks) and the per-cell table of a report."""
     from ..runner.report import interaction_matrix
@@ -150,6 +165,9 @@ def report_tables(report: dict[str, Any], risks: dict[str, RiskSpec], *, title: 
             verdict,
         )
     console.print(detail)
+    facts = _model_facts(report.get("models", {}))
+    if facts:
+        console.print("models: " + "; ".join(facts))
     console.print(
         f"{INTENDED} intended interaction (the defense targets the risk); significance at "
         f"p < {report['alpha']} ({report['test']})."

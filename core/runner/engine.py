@@ -363,6 +363,7 @@ class Runner:
             error = traceback.format_exc()
             return [failed(c, error) for c in cells]
         model_seconds = self._model_seconds(state, variant, steps)
+        model_info = dict(model.info) if isinstance(model, ModelAccess) else {}
         rows = []
         for cell in cells:
             metric = self._metric(entry, cell.metric)
@@ -391,6 +392,7 @@ class Runner:
                         status="ok",
                         metric_params=metric.get_params(),
                         details=value.details,
+                        model_info=model_info,
                         model_seconds=model_seconds,
                         attack_seconds=attack_seconds,
                         metric_seconds=seconds,

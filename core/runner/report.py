@@ -64,7 +64,8 @@ def build_report(rows: Sequence[ResultRow], *, alpha: float = ALPHA) -> dict[str
         ``metric``, ``metric_plugin``, ``risk``, ``intended``, ``higher_is_riskier``, ``baseline``
         and ``defended`` (``mean``, ``stderr``, ``n``), ``delta``, ``p_value``, ``significant``,
         ``utility``, ``susceptibility`` (raised / lowered / unchanged; ``n/a`` for utility
-        references, which are reported but not read as a risk) and ``status``.
+        references, which are reported but not read as a risk) and ``status``. ``models`` maps each
+        defense to the facts recorded with its models (see :func:`model_facts`).
     """
     groups: dict[tuple[str, str, str], list[ResultRow]] = defaultdict(list)
     order: list[tuple[str, str, str]] = []
@@ -116,7 +117,40 @@ def build_report(rows: Sequence[ResultRow], *, alpha: float = ALPHA) -> dict[str
                 "errors": [r.error.strip().splitlines()[-1] for r in group if r.error][:3],
             }
         )
-    return {"cells": cells, "alpha": alpha, "test": "two-sided paired t-test over seeds (scipy.stats.ttest_rel)"}
+    return {
+        "cells": cells,
+        "models": model_facts(rows),
+        "alpha": alpha,
+        "test": "two-sided paired t-test over seeds (scipy.stats.ttest_rel)",
+    }
+
+
+def model_facts(rows: Sequence[ResultRow]) -> dict[str, dict[str, Any]]:
+    """Per defense, the numeric facts recorded with its models (e.g. ``dp_epsilon``), summarised over seeds.
+
+    Facts that are not numbers (an accountant's name, say) are kept when every seed agrees.
+    """
+    by_defense: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
+    for row in rows:
+        if row.model_info:
+            by_defense[row.defense].setdefault(row.seed, row.model_info)
+    facts: dict[str, dict[str, Any]] = {}
+    for defense, seeds in by_defense.items():
+        keys = dict.fromkeys(key for info in seeds.values() for key in info)
+        summary: dict[str, Any] = {}
+        for key in keys:
+            values = [info[key] for info in seeds.values() if key in info]
+            if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+                summary[key] = summarise([float(v) for v in values])
+            elif len({_json_key(v) for v in values}) == 1:
+                summary[key] = values[0]
+        facts[defense] = summary
+    return facts
+
+
+def _json_key(value: Any) -> str:
+    """A hashable stand-in for a JSON value."""
+    return repr(value)
 
 
 def interaction_matrix(report: dict[str, Any]) -> dict[str, dict[str, str]]:

@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS results (
     attack_params TEXT NOT NULL,
     metric_params TEXT NOT NULL,
     details TEXT NOT NULL,
+    model_info TEXT NOT NULL DEFAULT '{}',
     model_seconds REAL,
     attack_seconds REAL,
     metric_seconds REAL,
@@ -77,6 +78,7 @@ class ResultRow:
 
     ``metric`` is the metric plugin's label in the pipeline; ``value_name`` the name of the value it
     produced (a metric may produce several); ``utility`` marks a utility reference (not a risk).
+    ``model_info`` holds the facts recorded with the evaluated model (e.g. the ε DP-SGD spent).
     ``value`` is None for failed cells, whose ``error`` holds the traceback.
     """
 
@@ -96,6 +98,7 @@ class ResultRow:
     attack_params: dict[str, Any] = field(default_factory=dict)
     metric_params: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    model_info: dict[str, Any] = field(default_factory=dict)
     model_seconds: float | None = None
     attack_seconds: float | None = None
     metric_seconds: float | None = None
@@ -108,7 +111,7 @@ class ResultRow:
         return asdict(self)
 
 
-_JSON_FIELDS = ("defense_params", "attack_params", "metric_params", "details", "versions")
+_JSON_FIELDS = ("defense_params", "attack_params", "metric_params", "details", "model_info", "versions")
 
 
 class ResultStore:
@@ -124,6 +127,10 @@ class ResultStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: atomic transactions, fewer fsyncs
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(results)")}
+        if "model_info" not in columns:  # a store written before model facts were recorded
+            with self._db:
+                self._db.execute("ALTER TABLE results ADD COLUMN model_info TEXT NOT NULL DEFAULT '{}'")
 
     def close(self) -> None:
         """Close the database."""
