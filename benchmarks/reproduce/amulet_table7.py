@@ -9,14 +9,8 @@ seeds, in percent. Needs UCI Adult under ``INTERPLAY_DATA``.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-from typing import Any
+from _tables import arguments, cell, print_table, run_example
 
-from interplay.pipeline import Pipeline, load_pipeline, validate_plugins
-from interplay.runner import Runner
-
-ROOT = Path(__file__).resolve().parents[2]
 EPSILONS = ("0.01", "0.03", "0.05", "0.1")
 
 # AMULET Table 7, CENSUS (mean ± standard error over 10 runs, percent).
@@ -30,52 +24,24 @@ PAPER: dict[str, tuple[str, ...]] = {
 COLUMNS = ("Acc_te(M_def)", "Acc_rob(M_std)", "Acc_rob(M_def)", "M_stol Acc_te", "M_stol Fid", "M_stol Fid_cor")
 
 
-def _cell(report: dict[str, Any], defense: str, attack: str, metric: str) -> str:
-    for cell in report["cells"]:
-        if (cell["defense"], cell["attack"], cell["metric"]) == (defense, attack, metric):
-            stats = cell["defended"]
-            if stats["mean"] is None:
-                return "failed"
-            stderr = stats["stderr"] or 0.0
-            return f"{100 * stats['mean']:.2f} ± {100 * stderr:.2f}"
-    return "-"
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--epochs", type=int, help="override the pipeline's training epochs")
-    parser.add_argument("--out", default=str(ROOT / "runs" / "amulet_table7_census"))
-    parser.add_argument("--device", default=None)
-    args = parser.parse_args()
-
-    pipeline = load_pipeline(ROOT / "examples" / "census_sd1_s3.yaml")
-    document = pipeline.model_dump(mode="json")
-    document["scenario"]["seeds"] = list(range(args.seeds))
-    if args.epochs:
-        document["scenario"]["training"]["epochs"] = args.epochs
-    pipeline = validate_plugins(Pipeline.from_dict(document))
-    summary = Runner(pipeline, out=args.out, device=args.device).run()
+    args = arguments(__doc__.splitlines()[0], "amulet_table7_census")
+    summary = run_example("census_sd1_s3.yaml", args)
     report = summary.report
-
-    rows = {"baseline": ("none", "pgd@eps=0.01")}
-    rows.update({eps: (f"adversarial_training@eps={eps}", f"pgd@eps={eps}") for eps in EPSILONS})
-    print(f"AMULET Table 7, CENSUS: ours ({args.seeds} seeds) | paper (10 runs); percent, mean ± standard error")
-    print(f"{'':10}" + "".join(f"{c:>32}" for c in COLUMNS))
-    for key, (defense, pgd) in rows.items():
-        if key == "baseline":
-            ours = (_cell(report, "none", pgd, "clean_accuracy"), "-", "-", "-", "-", "-")
-        else:
-            ours = (
-                _cell(report, defense, pgd, "clean_accuracy"),
-                _cell(report, "none", pgd, "robust_accuracy"),
-                _cell(report, defense, pgd, "robust_accuracy"),
-                _cell(report, defense, "model_extraction", "surrogate_accuracy"),
-                _cell(report, defense, "model_extraction", "fidelity"),
-                _cell(report, defense, "model_extraction", "correct_fidelity"),
-            )
-        label = "baseline" if key == "baseline" else f"eps={key}"
-        print(f"{label:10}" + "".join(f"{o + ' | ' + p:>32}" for o, p in zip(ours, PAPER[key], strict=True)))
+    rows = {"baseline": ((cell(report, "none", "pgd@eps=0.01", "clean_accuracy"), *("-",) * 5), PAPER["baseline"])}
+    for eps in EPSILONS:
+        defense, pgd = f"adversarial_training@eps={eps}", f"pgd@eps={eps}"
+        ours = (
+            cell(report, defense, pgd, "clean_accuracy"),
+            cell(report, "none", pgd, "robust_accuracy"),
+            cell(report, defense, pgd, "robust_accuracy"),
+            cell(report, defense, "model_extraction", "surrogate_accuracy"),
+            cell(report, defense, "model_extraction", "fidelity"),
+            cell(report, defense, "model_extraction", "correct_fidelity"),
+        )
+        rows[f"eps={eps}"] = (ours, PAPER[eps])
+    title = f"AMULET Table 7, CENSUS: ours ({args.seeds} seeds) | paper (10 runs); percent, mean ± standard error"
+    print_table(title, COLUMNS, rows)
     print(f"{summary.failed} failed results; run directory {args.out}")
 
 

@@ -109,7 +109,8 @@ def _model_facts(models: dict[str, dict[str, Any]]) -> list[str]:
         shown = []
         for key, value in facts.items():
             if isinstance(value, dict) and "mean" in value:
-                shown.append(f"{key}={_stat(value)}")
+                spread = value.get("stderr")
+                shown.append(f"{key}={value['mean']:.4g}" + (f" ± {spread:.2g}" if spread else ""))
             elif isinstance(value, str | int | float | bool):
                 shown.append(f"{key}={value}")
         if shown:

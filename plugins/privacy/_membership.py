@@ -15,7 +15,11 @@ import torch
 from interplay.artifacts import LabeledData, ModelAccess, TaskData
 from interplay.errors import ArtifactError
 
-__all__ = ["Candidates", "membership_candidates"]
+__all__ = ["CANDIDATE_SALT", "Candidates", "membership_candidates"]
+
+CANDIDATE_SALT = ("membership", "candidates")
+"""Salt of the candidates' generator (``context.generator(*CANDIDATE_SALT)``): every membership attack
+of a seed scores the same candidates, so their results are paired."""
 
 
 @dataclass(frozen=True)

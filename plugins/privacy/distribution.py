@@ -1,0 +1,695 @@
+"""Distribution (property) inference (P4): which of two training distributions produced a model?
+
+The threat model is Suri and Evans's ("Formalizing and Estimating Distribution Inference Risks",
+PETS 2022) as refined in Suri et al. ("Dissecting Distribution Inference", SaTML 2023; code
+``iamgroot42/dissecting_distribution_inference``, which grew into ``iamgroot42/distribution_inference``):
+the victim trains a model on data whose share of a binary sensitive attribute (``sex`` on Census, say)
+is either ``r0`` or ``r1`` (0.1 vs 0.9 by default); the adversary draws its own data at each ratio,
+trains shadow ("local") models on it and must tell which ratio each victim model was trained on.
+
+How the trials are produced here:
+
+- **Victims.** ``victims`` models per ratio, each trained on a fresh random sample of the defender's
+  rows (``data.partition.defender``) resampled to the ratio, through
+  :meth:`~interplay.context.RunContext.train_like_target`: in a study the runner sets it to the
+  cell's defense chain, so the victims of a DP-SGD cell are DP-SGD models. The ``target`` handed to
+  :meth:`run` is the cell's single model; it is only checked for shape (and, white-box, for its
+  architecture): the trials are the victims, and the accuracy over them is the risk of the procedure
+  (standard training plus the defense) that produced the target.
+- **Shadows.** ``shadows`` models per ratio, each trained on a random sample of the adversary's rows
+  (``data.adversary``) at the ratio, with the scenario's architecture and recipe, all in one
+  :func:`~interplay.plugins.privacy._shadows.train_models` call. A share ``query_fraction`` of the
+  adversary's rows is held out from shadow training: the black-box attack queries on it. Shadows do
+  not depend on the defense, so they are computed once per seed and shared through
+  ``context.memo`` by every cell and by both attacks.
+- **Sizes.** Every victim and shadow trains on ``sample_size`` rows, by default the largest size that
+  both ratios allow in both pools, so that the two ratios differ in composition only.
+
+The two attacks:
+
+- :class:`DistributionInference` (black-box): the KL-divergence test of "Dissecting Distribution
+  Inference" (its "KL Divergence Attack").
+- :class:`WhiteBoxDistributionInference`: the permutation-invariant meta-classifier of Ganju et al.
+  (CCS 2018) in the variant Suri and Evans use, trained on the shadows' weights.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Self
+
+import torch
+from pydantic import Field, model_validator
+from torch import nn
+
+from interplay._seeding import derive_seed, seeded
+from interplay.artifacts import (
+    LabeledData,
+    ModelAccess,
+    Partition,
+    PropertyGuesses,
+    QueryAccess,
+    TaskData,
+    TrainedModel,
+    fingerprint,
+)
+from interplay.context import Memo, RunContext
+from interplay.errors import ArtifactError, ConfigError
+from interplay.modules import Attack, Params
+
+from ._shadows import train_models
+
+__all__ = [
+    "DistributionInference",
+    "DistributionParams",
+    "PermutationInvariantNetwork",
+    "WhiteBoxDistributionInference",
+    "kl_test",
+    "max_sample_size",
+]
+
+SHADOW_SALT = "distribution_shadows"
+"""Seed salt of the shadow models and of the adversary's row split (shared by both attacks)."""
+VICTIM_SALT = "distribution_victims"
+"""Seed salt of the victim models (shared by both attacks, so they attack the same victims)."""
+KL_EPS = 1e-6
+"""Probabilities are clipped to ``[KL_EPS, 1 - KL_EPS]`` before the logarithms of the KL divergence."""
+QUERY_CHUNK = 2048
+
+
+class DistributionParams(Params):
+    """Hyper-parameters shared by both distribution inference attacks.
+
+    Attributes:
+        attribute: Binary sensitive attribute whose share is the property; ``None`` picks ``sex``
+            when the data set has it, else its first sensitive attribute.
+        ratios: The two candidate shares of rows whose attribute is 1 (Suri and Evans's Census
+            ``sex`` experiments compare 0.5 with 0.0-1.0; 0.1 vs 0.9 is a clear-cut pair).
+        victims: Victim models per ratio (the papers evaluate hundreds; 8 keeps a study affordable).
+        shadows: Shadow models per ratio (``num_adv_models = 50`` in the reference black-box config;
+            its meta-classifiers train on 700-750 per ratio).
+        sample_size: Training rows of every victim and shadow; ``None`` is the largest size both
+            ratios allow in both the defender's and the adversary's pools.
+        query_fraction: Share of the adversary's rows held out from shadow training, which the
+            black-box attack queries victims and shadows on.
+    """
+
+    attribute: str | None = None
+    ratios: tuple[float, float] = (0.1, 0.9)
+    victims: int = Field(default=8, ge=1)
+    shadows: int = Field(default=50, ge=2)
+    sample_size: int | None = Field(default=None, ge=2)
+    query_fraction: float = Field(default=0.2, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _check_ratios(self) -> Self:
+        r0, r1 = self.ratios
+        if not (0.0 <= r0 <= 1.0 and 0.0 <= r1 <= 1.0):
+            raise ValueError(f"ratios must lie in [0, 1], got {self.ratios}")
+        if r0 == r1:
+            raise ValueError(f"the two ratios must differ, got {self.ratios}")
+        return self
+
+
+# --------------------------------------------------------------------------------------------- sampling
+
+
+def _ones(n: int, ratio: float) -> int:
+    """Rows with attribute 1 in a sample of ``n`` rows at ``ratio`` (rounded half up)."""
+    return math.floor(ratio * n + 0.5)
+
+
+def max_sample_size(n0: int, n1: int, ratios: Sequence[float]) -> int:
+    """Largest sample size every ratio allows from ``n0`` rows with attribute 0 and ``n1`` with attribute 1.
+
+    Examples:
+        >>> max_sample_size(900, 100, (0.1, 0.9))
+        111
+    """
+    best = n0 + n1
+    for ratio in ratios:
+        limits = [float(n0 + n1)]
+        if ratio > 0:
+            limits.append(n1 / ratio)
+        if ratio < 1:
+            limits.append(n0 / (1 - ratio))
+        n = min(n0 + n1, math.floor(min(limits)) + 1)  # rounding may admit one row past the real-valued limit
+        while n > 0 and (_ones(n, ratio) > n1 or n - _ones(n, ratio) > n0):
+            n -= 1
+        best = min(best, n)
+    return best
+
+
+def _draw(
+    groups: tuple[torch.Tensor, torch.Tensor], ratio: float, n: int, count: int, gen: torch.Generator
+) -> torch.Tensor:
+    """``count`` random samples of ``n`` positions at ``ratio``, shape ``(count, n)``, each row sorted."""
+    k1 = _ones(n, ratio)
+    picks = []
+    for group, k in ((groups[1], k1), (groups[0], n - k1)):
+        order = torch.rand(count, len(group), generator=gen).argsort(dim=1)[:, :k]
+        picks.append(group[order])
+    return torch.cat(picks, dim=1).sort(dim=1).values
+
+
+@dataclass(frozen=True)
+class _Setting:
+    """Everything both attacks derive from the task before training anything."""
+
+    attribute: str
+    split: LabeledData
+    defender: torch.Tensor
+    shadow_pool: torch.Tensor
+    query_pool: torch.Tensor
+    sample_size: int
+
+    def groups(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions within ``rows`` whose attribute is 0 and 1."""
+        values = self.split.sensitive[self.attribute][rows]
+        return (values == 0).nonzero().squeeze(1), (values == 1).nonzero().squeeze(1)
+
+
+# --------------------------------------------------------------------------------------------- the shared base
+
+
+class _DistributionAttack(Attack):
+    """Victims, shadows and sampling shared by both distribution inference attacks."""
+
+    __abstract__ = True
+    risks = ("P4",)
+    Output = PropertyGuesses
+    knowledge = "shadow"
+    victim_access: ClassVar[type[ModelAccess]] = QueryAccess
+
+    params: DistributionParams
+
+    # ----------------------------------------------------------------------------------- setting
+    def _setting(self, data: TaskData | None, context: RunContext) -> _Setting:
+        if data is None:
+            raise ArtifactError(f"attack {self.name!r} needs data= (a TaskData with a defender/adversary partition)")
+        if data.partition is None:
+            raise ArtifactError(
+                f"attack {self.name!r} needs a TaskData with a defender/adversary partition; call data.partitioned(...)"
+            )
+        split = data.splits[data.partition.split]
+        attribute = self._attribute(split)
+        values = split.sensitive[attribute]
+        if bool(((values != 0) & (values != 1)).any()):
+            raise ArtifactError(f"attack {self.name!r}: sensitive attribute {attribute!r} must be binary (0/1)")
+        adversary = data.partition.adversary
+        order = torch.randperm(len(adversary), generator=context.generator(SHADOW_SALT, "query_split"))
+        n_query = max(1, round(self.params.query_fraction * len(adversary)))
+        query_pool, shadow_pool = adversary[order[:n_query]].sort().values, adversary[order[n_query:]].sort().values
+        sizes = {}
+        for pool_name, rows in (("defender", data.partition.defender), ("adversary (shadow training)", shadow_pool)):
+            n1 = int(values[rows].sum())
+            sizes[pool_name] = (len(rows) - n1, n1, max_sample_size(len(rows) - n1, n1, self.params.ratios))
+        allowed = min(size for _, _, size in sizes.values())
+        counts = "; ".join(
+            f"{k}: {n0} rows with {attribute}=0, {n1} with {attribute}=1" for k, (n0, n1, _) in sizes.items()
+        )
+        if allowed < 2:
+            raise ArtifactError(
+                f"attack {self.name!r}: ratios {self.params.ratios} of {attribute!r} cannot be met ({counts})"
+            )
+        size = self.params.sample_size
+        if size is not None and size > allowed:
+            raise ArtifactError(
+                f"attack {self.name!r}: sample_size {size} at ratios {self.params.ratios} of {attribute!r} exceeds "
+                f"the {allowed} rows the data allow ({counts})"
+            )
+        return _Setting(
+            attribute=attribute,
+            split=split,
+            defender=data.partition.defender,
+            shadow_pool=shadow_pool,
+            query_pool=query_pool,
+            sample_size=size if size is not None else allowed,
+        )
+
+    def _attribute(self, split: LabeledData) -> str:
+        available = list(split.sensitive)
+        chosen = self.params.attribute
+        if chosen is None:
+            if not available:
+                raise ArtifactError(
+                    f"attack {self.name!r}: the data set has no sensitive attribute to infer the ratio of"
+                )
+            return "sex" if "sex" in available else available[0]
+        if chosen not in available:
+            raise ArtifactError(
+                f"attack {self.name!r}: the data set has no sensitive attribute {chosen!r} "
+                f"(it has {sorted(available) or 'none'})"
+            )
+        return chosen
+
+    @staticmethod
+    def _check_target(name: str, target: ModelAccess, data: TaskData) -> None:
+        if target.input_shape != data.input_shape or target.num_classes != data.num_classes:
+            raise ArtifactError(
+                f"attack {name!r}: the target takes inputs {target.input_shape} with {target.num_classes} classes, "
+                f"the task has {data.input_shape} with {data.num_classes}"
+            )
+
+    # ----------------------------------------------------------------------------------- victims
+    def _victims(self, data: TaskData, setting: _Setting, context: RunContext) -> tuple[list[Any], torch.Tensor]:
+        """Train ``victims`` models per ratio the way the target was trained; ratio-0 victims come first."""
+        assert data.partition is not None
+        groups = setting.groups(setting.defender)
+        generator = context.generator(VICTIM_SALT, "rows")
+        models: list[Any] = []
+        for index, ratio in enumerate(self.params.ratios):
+            rows = _draw(groups, ratio, setting.sample_size, self.params.victims, generator)
+            for k in range(self.params.victims):
+                partition = Partition(
+                    defender=setting.defender[rows[k]], adversary=data.partition.adversary, split=data.partition.split
+                )
+                task = data.model_copy(update={"partition": partition})
+                victim = context.train_like_target(task, seed=context.derive_seed(VICTIM_SALT, index, k))
+                models.append(self._narrow_victim(victim))
+        truth = torch.arange(2).repeat_interleave(self.params.victims)
+        return models, truth
+
+    def _narrow_victim(self, victim: ModelAccess) -> Any:
+        wanted = type(self).victim_access
+        if isinstance(victim, wanted):
+            return victim
+        if wanted is QueryAccess and isinstance(victim, TrainedModel):
+            return victim.narrow(QueryAccess)
+        raise ArtifactError(
+            f"attack {self.name!r} needs {wanted.__name__} victims, but training like the target produced "
+            f"{type(victim).__name__} (the cell's defense exposes less than this attack's access)"
+        )
+
+    # ----------------------------------------------------------------------------------- shadows
+    def _shadows(self, data: TaskData, setting: _Setting, context: RunContext) -> tuple[list[nn.Module], torch.Tensor]:
+        """Train (or fetch from ``context.memo``) ``shadows`` models per ratio; ratio-0 shadows come first."""
+        factory = context.model
+        if factory is None:
+            raise ConfigError("no model factory for the shadow models: set RunContext.model", path="context.model")
+        key = Memo.key(
+            SHADOW_SALT,
+            data.name,
+            setting.attribute,
+            list(self.params.ratios),
+            self.params.shadows,
+            setting.sample_size,
+            factory.name,
+            factory.get_params(),
+            context.recipe,
+            fingerprint([setting.shadow_pool, setting.split.sensitive[setting.attribute], len(setting.split)]),
+        )
+        models = context.memo.get_or_compute(key, lambda: self._train_shadows(setting, context))
+        return models, torch.arange(2).repeat_interleave(self.params.shadows)
+
+    def _train_shadows(self, setting: _Setting, context: RunContext) -> list[nn.Module]:
+        pool = setting.shadow_pool
+        groups = setting.groups(pool)
+        generator = context.generator(SHADOW_SALT, "rows")
+        rows = torch.cat(
+            [_draw(groups, r, setting.sample_size, self.params.shadows, generator) for r in self.params.ratios]
+        )
+        keep = torch.zeros(rows.shape[0], len(pool), dtype=torch.bool).scatter_(1, rows, True)
+        seed = context.derive_seed(SHADOW_SALT, "train")
+        shape, classes = setting.split.input_shape, setting.split.num_classes
+
+        def build(s: int) -> nn.Module:
+            return context.build_model(shape, classes, seed=derive_seed(seed, "init", s))
+
+        x, y = setting.split.x[pool], setting.split.y[pool]
+        return train_models(build, x, y, keep, context.recipe, seed=seed, device=context.device)
+
+
+# --------------------------------------------------------------------------------------------- black-box: KL test
+
+
+def _posteriors(model: nn.Module, x: torch.Tensor, device: str) -> torch.Tensor:
+    with torch.no_grad():
+        out = [torch.softmax(model(chunk.to(device)), dim=1).cpu() for chunk in torch.split(x, QUERY_CHUNK)]
+    return torch.cat(out).to(torch.float32)
+
+
+def _kl_matrix(shadow: torch.Tensor, victim: torch.Tensor) -> torch.Tensor:
+    """``KL(shadow_s || victim_v)`` averaged over the queries: ``(V, S)`` from ``(S, Q, C)`` and ``(V, Q, C)``."""
+    p = shadow.clamp(KL_EPS, 1 - KL_EPS)
+    q = victim.clamp(KL_EPS, 1 - KL_EPS)
+    entropy_term = (p * p.log()).sum(dim=2).mean(dim=1)  # (S,)
+    cross = torch.einsum("sqc,vqc->vs", p, q.log()) / p.shape[1]  # (V, S)
+    return entropy_term.unsqueeze(0) - cross
+
+
+def kl_test(
+    shadow: Sequence[torch.Tensor],
+    victim: Sequence[torch.Tensor],
+    *,
+    pair_fraction: float = 0.8,
+    decision: Literal["difference", "vote"] = "difference",
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """The KL-divergence test of Suri et al. (SaTML 2023): which ratio each victim is closer to.
+
+    For the queries drawn from each of the two distributions ``d``, and every victim ``v``, the
+    divergences ``KL(P_i^0 || P_v)`` to the ratio-0 shadows and ``KL(P_j^1 || P_v)`` to the ratio-1
+    shadows (averaged over the queries) are compared over a random ``pair_fraction`` of the model
+    pairs ``i < j`` (the reference's ``kl_frac``, drawn anew for each ``d``). ``difference`` (the
+    reference's default, ``kl_voting=False``) takes ``KL_i^0 - KL_j^1``, min-max normalises each
+    pair's column over the victims, averages and predicts ratio 1 at 0.5 or more; ``vote``
+    (``kl_voting=True``) averages the indicators ``KL_i^0 > KL_j^1`` instead, victim by victim.
+
+    Args:
+        shadow: Per distribution, the shadows' posteriors ``(2S, Q, C)``: ``S`` ratio-0 shadows, then ``S`` ratio-1.
+        victim: Per distribution, the victims' posteriors ``(V, Q, C)``.
+        pair_fraction: Share of the model pairs compared.
+        decision: ``difference`` or ``vote``.
+        generator: Source of the pair selection.
+
+    Returns:
+        Predicted ratio index per victim, int64 ``(V,)``.
+    """
+    comparisons = []
+    for shadow_d, victim_d in zip(shadow, victim, strict=True):
+        s = shadow_d.shape[0] // 2
+        kl = _kl_matrix(shadow_d, victim_d)
+        first, second = torch.triu_indices(s, s, offset=1)
+        chosen = torch.randperm(first.numel(), generator=generator)[: max(1, int(pair_fraction * first.numel()))]
+        diff = kl[:, :s][:, first[chosen]] - kl[:, s:][:, second[chosen]]
+        comparisons.append((diff > 0).to(torch.float32) if decision == "vote" else diff)
+    scores = torch.cat(comparisons, dim=1)
+    if decision == "difference":
+        low, high = scores.min(dim=0).values, scores.max(dim=0).values
+        span = high - low
+        scores = torch.where(span > 0, (scores - low) / span.clamp_min(torch.finfo(scores.dtype).tiny), 0.5)
+    return (scores.mean(dim=1) >= 0.5).to(torch.int64)
+
+
+class DistributionInference(_DistributionAttack):
+    """Black-box distribution inference: the KL-divergence test (Suri et al., "Dissecting Distribution Inference").
+
+    The adversary queries every victim and every shadow on ``queries`` of its held-out rows drawn at
+    each ratio, computes ``KL(shadow || victim)`` on the posteriors and decides by pairwise comparison
+    (see :func:`kl_test`). Defaults follow the reference code (``BlackBoxAttackConfig``: ``kl_frac =
+    0.8``, ``kl_voting = False``); its binary-task KL on sigmoid outputs is the two-class case of the
+    multi-class KL used here. Deviation: probabilities are clipped to ``[1e-6, 1 - 1e-6]`` before
+    the logarithms (the reference's clipped copies go unused, so a saturated posterior gives ``inf``).
+
+    Examples:
+        With ``task`` a partitioned Census task and ``target`` the cell's model::
+
+            context = RunContext(seed=0, model=get_registry().create("mlp"), recipe=TrainingRecipe(epochs=5))
+            guesses = DistributionInference(ratios=(0.1, 0.9)).run(target, data=task, context=context)
+            accuracy = (guesses.predicted == guesses.truth).float().mean()
+    """
+
+    name = "distribution_inference"
+    Input = QueryAccess
+    access = "black-box"
+    conformance_params = {"victims": 2, "shadows": 3}
+
+    class Params(DistributionParams):
+        """Hyper-parameters of :class:`DistributionInference` (besides :class:`DistributionParams`).
+
+        Attributes:
+            queries: Query rows per distribution; ``None`` is as many as the held-out pool allows
+                at both ratios (the reference queries its whole test split at each ratio).
+            pair_fraction: Share of shadow pairs compared (the reference's ``kl_frac = 0.8``).
+            decision: ``difference`` (normalised KL differences, the reference default) or ``vote``.
+        """
+
+        queries: int | None = Field(default=None, ge=1)
+        pair_fraction: float = Field(default=0.8, gt=0, le=1)
+        decision: Literal["difference", "vote"] = "difference"
+
+    params: DistributionInference.Params
+
+    def run(
+        self, target: QueryAccess, /, *, data: TaskData | None = None, context: RunContext | None = None
+    ) -> PropertyGuesses:
+        """Train victims and shadows at both ratios and guess each victim's ratio from its posteriors.
+
+        Args:
+            target: The cell's model, checked for shape only: the trials are the victims.
+            data: The partitioned task; ``data.adversary`` is the adversary's data.
+            context: Seed, device, architecture and recipe; ``train_like_target`` makes the victims.
+
+        Returns:
+            One guess per victim: ratio-0 victims first.
+
+        Raises:
+            ArtifactError: When the task has no partition, lacks the attribute, or cannot meet the ratios.
+        """
+        context = context if context is not None else RunContext()
+        setting = self._setting(data, context)
+        assert data is not None
+        self._check_target(self.name, target, data)
+        queries = self._queries(setting, context)
+        shadows, _ = self._shadows(data, setting, context)
+        victims, truth = self._victims(data, setting, context)
+        shadow_posteriors = [torch.stack([_posteriors(m, x, context.device) for m in shadows]) for x in queries]
+        victim_posteriors = [torch.stack([self._query(v, x) for v in victims]) for x in queries]
+        predicted = kl_test(
+            shadow_posteriors,
+            victim_posteriors,
+            pair_fraction=self.params.pair_fraction,
+            decision=self.params.decision,
+            generator=context.generator(self.name, "pairs"),
+        )
+        return PropertyGuesses(predicted=predicted, truth=truth, ratios=self.params.ratios)
+
+    def _queries(self, setting: _Setting, context: RunContext) -> list[torch.Tensor]:
+        groups = setting.groups(setting.query_pool)
+        allowed = max_sample_size(len(groups[0]), len(groups[1]), self.params.ratios)
+        n = allowed if self.params.queries is None else min(self.params.queries, allowed)
+        if n < 1:
+            raise ArtifactError(
+                f"attack {self.name!r}: the adversary's held-out query rows cannot meet ratios {self.params.ratios} "
+                f"of {setting.attribute!r}; raise query_fraction"
+            )
+        generator = context.generator(self.name, "queries")
+        rows = [setting.query_pool[_draw(groups, r, n, 1, generator)[0]] for r in self.params.ratios]
+        return [setting.split.x[r] for r in rows]
+
+    @staticmethod
+    def _query(victim: QueryAccess, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            out = torch.cat([victim.query(chunk) for chunk in torch.split(x, QUERY_CHUNK)]).detach().cpu()
+        if tuple(out.shape) != (x.shape[0], victim.num_classes) or not bool(torch.isfinite(out).all()):
+            raise ArtifactError(f"a victim returned posteriors of shape {tuple(out.shape)} or non-finite values")
+        return out.to(torch.float32)
+
+
+# --------------------------------------------------------------------------------------------- white-box: PIN
+
+
+def _linear_layers(module: nn.Module, owner: str) -> list[nn.Linear]:
+    """The module's ``nn.Linear`` layers in order, checked to form a chain (an MLP)."""
+    allowed = (nn.Linear, nn.BatchNorm1d, nn.LayerNorm)
+    foreign = sorted(
+        {
+            type(m).__name__
+            for m in module.modules()
+            if next(m.parameters(recurse=False), None) is not None and not isinstance(m, allowed)
+        }
+    )
+    layers = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    chained = all(a.out_features == b.in_features for a, b in itertools.pairwise(layers))
+    if foreign or not layers or not chained:
+        raise ArtifactError(
+            f"{owner}: the white-box meta-classifier reads multi-layer perceptrons (a chain of nn.Linear layers); "
+            f"{type(module).__name__} has "
+            + (f"{', '.join(foreign)} layers" if foreign else "no chain of Linear layers")
+        )
+    return layers
+
+
+def _layer_shapes(layers: Sequence[nn.Linear]) -> list[tuple[int, int]]:
+    return [(layer.out_features, layer.in_features) for layer in layers]
+
+
+def _weight_features(models: Sequence[nn.Module], owner: str) -> list[torch.Tensor]:
+    """Per layer, every model's neurons as ``[incoming weights | bias]``: ``(B, out, in + 1)``."""
+    per_model = [[_neurons(layer) for layer in _linear_layers(module, owner)] for module in models]
+    return [torch.stack(layer) for layer in zip(*per_model, strict=True)]
+
+
+def _neurons(layer: nn.Linear) -> torch.Tensor:
+    weight = layer.weight.detach().cpu()
+    bias = layer.bias.detach().cpu() if layer.bias is not None else torch.zeros(layer.out_features)
+    return torch.cat([weight, bias.unsqueeze(1)], dim=1)
+
+
+class PermutationInvariantNetwork(nn.Module):
+    """Permutation-invariant meta-classifier over an MLP's weights (Ganju et al., CCS 2018; Suri and Evans).
+
+    Layer ``i``'s neurons are each described by their incoming weights and bias; a small network
+    ``phi_i`` (``Linear -> ReLU -> ... -> Dropout`` with widths ``inside_dims``) maps each neuron,
+    concatenated with the flattened ``phi_{i-1}`` outputs of all previous-layer neurons (Suri and
+    Evans's ``PermInvModel``), to a vector; the vectors are summed over the layer's neurons, the
+    layer sums concatenated, and a linear ``rho`` gives one logit. The sum makes each layer's
+    representation independent of the order in which its neurons are listed (Deep Sets). As in the
+    reference, the next layer reads the previous layer's neuron outputs flattened *in order*, so
+    relabelling hidden neurons (rows of one layer and columns of the next together) is not an exact
+    symmetry of the meta-classifier; only the last layer's neuron order is irrelevant.
+
+    The previous-layer representation is the same for every neuron of a layer, so the first linear
+    map of ``phi_i`` is split into a per-neuron part and a per-model part added by broadcasting:
+    the same function as the reference's concatenation, computed once per model instead of once per
+    neuron; both parts are initialised as the reference's single ``nn.Linear`` would be.
+
+    Args:
+        layer_shapes: ``(out_features, in_features)`` of each linear layer of the read MLP.
+        inside_dims: Widths of ``phi_i``'s layers (reference: ``[64, 8]``).
+        dropout: Dropout after ``phi_i`` (reference: 0.5).
+    """
+
+    def __init__(
+        self, layer_shapes: Sequence[tuple[int, int]], *, inside_dims: Sequence[int] = (64, 8), dropout: float = 0.5
+    ) -> None:
+        super().__init__()
+        width, last = inside_dims[0], inside_dims[-1]
+        self.own = nn.ModuleList()
+        self.prev = nn.ModuleList()
+        self.rest = nn.ModuleList()
+        previous_out = 0
+        for out_features, in_features in layer_shapes:
+            own = nn.Linear(in_features + 1, width)
+            prev: nn.Module = nn.Linear(previous_out * last, width, bias=False) if previous_out else nn.Identity()
+            bound = 1.0 / math.sqrt(in_features + 1 + previous_out * last)
+            for parameter in [*own.parameters(), *prev.parameters()]:
+                nn.init.uniform_(parameter, -bound, bound)
+            tail: list[nn.Module] = [nn.ReLU()]
+            for a, b in itertools.pairwise(inside_dims):
+                tail += [nn.Linear(a, b), nn.ReLU()]
+            tail.append(nn.Dropout(dropout))
+            self.own.append(own)
+            self.prev.append(prev)
+            self.rest.append(nn.Sequential(*tail))
+            previous_out = out_features
+        self.rho = nn.Linear(last * len(layer_shapes), 1)
+
+    def forward(self, layers: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Logit of ratio 1 per model, ``(B,)``, from per-layer features ``(B, out_i, in_i + 1)``."""
+        sums, previous = [], None
+        for index, features in enumerate(layers):
+            hidden = self.own[index](features)
+            if previous is not None:
+                hidden = hidden + self.prev[index](previous).unsqueeze(1)
+            neurons = self.rest[index](hidden)
+            sums.append(neurons.sum(dim=1))
+            previous = neurons.flatten(1)
+        logits: torch.Tensor = self.rho(torch.cat(sums, dim=1)).squeeze(1)
+        return logits
+
+
+class WhiteBoxDistributionInference(_DistributionAttack):
+    """White-box distribution inference: a permutation-invariant meta-classifier on model weights.
+
+    The meta-classifier (:class:`PermutationInvariantNetwork`) trains on the shadows' weights,
+    labelled by ratio, and labels each victim. Hyper-parameters are the reference's
+    (``PermInvModel(dims, dropout=0.5)``, ``inside_dims = [64, 8]``; ``train_meta_model``: Adam,
+    learning rate 1e-3, weight decay 0.01, binary cross-entropy, batch size 1000, 100 epochs, the
+    census script's default). Deviations: the reference keeps the meta-classifier with the best
+    loss on 50 validation models per ratio; with the few shadows a study affords we train on all
+    and keep the last epoch. Only ``nn.Linear`` layers are read (normalisation layers are ignored;
+    other parameterised layers are refused), as the reference reads an MLP's weights and biases.
+    """
+
+    name = "distribution_inference_whitebox"
+    Input = TrainedModel
+    access = "white-box"
+    victim_access = TrainedModel
+    conformance_params = {"victims": 2, "shadows": 3, "epochs": 3}
+
+    class Params(DistributionParams):
+        """Hyper-parameters of :class:`WhiteBoxDistributionInference` (besides :class:`DistributionParams`).
+
+        Attributes:
+            inside_dims: Widths of each per-layer network ``phi_i`` (reference ``[64, 8]``).
+            dropout: Dropout after ``phi_i`` (reference 0.5).
+            epochs: Meta-classifier training epochs (reference census script: 100).
+            batch_size: Models per meta-classifier step (reference 1000: full batch here).
+            lr: Adam learning rate (reference 1e-3).
+            weight_decay: Adam weight decay (reference 0.01).
+        """
+
+        inside_dims: tuple[int, ...] = Field(default=(64, 8), min_length=1)
+        dropout: float = Field(default=0.5, ge=0, lt=1)
+        epochs: int = Field(default=100, ge=1)
+        batch_size: int = Field(default=1000, ge=1)
+        lr: float = Field(default=1e-3, gt=0)
+        weight_decay: float = Field(default=0.01, ge=0)
+
+    params: WhiteBoxDistributionInference.Params
+
+    def run(
+        self, target: TrainedModel, /, *, data: TaskData | None = None, context: RunContext | None = None
+    ) -> PropertyGuesses:
+        """Train shadows and a meta-classifier on their weights, then label victims trained like the target.
+
+        Args:
+            target: The cell's model, checked for shape and architecture only: the trials are the victims.
+            data: The partitioned task; ``data.adversary`` is the adversary's data.
+            context: Seed, device, architecture and recipe; ``train_like_target`` makes the victims.
+
+        Returns:
+            One guess per victim: ratio-0 victims first.
+
+        Raises:
+            ArtifactError: When the task has no partition, lacks the attribute or cannot meet the
+                ratios, or when the target or a victim is not an MLP of the shadows' architecture.
+        """
+        context = context if context is not None else RunContext()
+        setting = self._setting(data, context)
+        assert data is not None
+        self._check_target(self.name, target, data)
+        target_shapes = _layer_shapes(_linear_layers(target.module, f"attack {self.name!r}, target"))
+        shadows, labels = self._shadows(data, setting, context)
+        shapes = _layer_shapes(_linear_layers(shadows[0], f"attack {self.name!r}, shadow model"))
+        if target_shapes != shapes:
+            raise ArtifactError(
+                f"attack {self.name!r}: the target's linear layers {target_shapes} differ from the scenario "
+                f"architecture's {shapes}, which the shadow models use"
+            )
+        network = self._fit(_weight_features(shadows, f"attack {self.name!r}"), labels, shapes, context)
+        victims, truth = self._victims(data, setting, context)
+        for index, victim in enumerate(victims):
+            found = _layer_shapes(_linear_layers(victim.module, f"attack {self.name!r}, victim {index}"))
+            if found != shapes:
+                raise ArtifactError(
+                    f"attack {self.name!r}: victim {index} has linear layers {found}, expected {shapes}"
+                )
+        features = [
+            f.to(context.device) for f in _weight_features([v.module for v in victims], f"attack {self.name!r}")
+        ]
+        network.eval()
+        with torch.no_grad():
+            predicted = (network(features) >= 0).to(torch.int64).cpu()
+        return PropertyGuesses(predicted=predicted, truth=truth, ratios=self.params.ratios)
+
+    def _fit(
+        self, features: list[torch.Tensor], labels: torch.Tensor, shapes: list[tuple[int, int]], context: RunContext
+    ) -> PermutationInvariantNetwork:
+        """Train the meta-classifier as the reference's ``train_meta_model`` does (no validation split)."""
+        seed = context.derive_seed(self.name, "meta")
+        with seeded(derive_seed(seed, "init")):
+            network = PermutationInvariantNetwork(
+                shapes, inside_dims=self.params.inside_dims, dropout=self.params.dropout
+            )
+        network.to(context.device)
+        features = [f.to(context.device) for f in features]
+        targets = labels.to(torch.float32).to(context.device)
+        optimizer = torch.optim.Adam(network.parameters(), lr=self.params.lr, weight_decay=self.params.weight_decay)
+        loss_fn = nn.BCEWithLogitsLoss()
+        generator = torch.Generator().manual_seed(derive_seed(seed, "order"))
+        network.train()
+        with seeded(derive_seed(seed, "dropout")):
+            for _ in range(self.params.epochs):
+                order = torch.randperm(len(targets), generator=generator).to(context.device)
+                for batch in torch.split(order, self.params.batch_size):
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = loss_fn(network([f[batch] for f in features]), targets[batch])
+                    loss.backward()  # type: ignore[no-untyped-call]
+                    optimizer.step()
+        return network
