@@ -174,6 +174,36 @@ class RunContext(BaseModel):
             info=dict(info or {}),
         )
 
+    def model_factory(
+        self, architecture: str | None = None, params: dict[str, Any] | None = None, *, path: str = "architecture"
+    ) -> ModelFactory:
+        """The factory a module's ``architecture`` / ``architecture_params`` parameters name.
+
+        ``architecture=None`` means the scenario's factory (:attr:`model`), with ``params`` overriding
+        its parameters; a name is looked up in the plugin registry.
+
+        Raises:
+            ConfigError: At ``path`` when the name is unknown, or when no name is given and the context
+                has no model factory.
+        """
+        from .errors import UnknownPluginError
+        from .registry import get_registry
+
+        if architecture is None:
+            if self.model is None:
+                raise ConfigError(f"no model factory: set RunContext.model or {path}", path=path)
+            if not params:
+                return self.model
+            changed = self.model.with_params(**params)
+            assert isinstance(changed, ModelFactory)
+            return changed
+        try:
+            factory = get_registry().create(architecture, "model", **(params or {}))
+        except UnknownPluginError as exc:
+            raise ConfigError(str(exc), path=path) from None
+        assert isinstance(factory, ModelFactory)
+        return factory
+
     def train_like_target(self, task: TaskData, *, seed: int) -> ModelAccess:
         """Produce a model from ``task``'s defender rows the way the target was produced.
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,3 +32,19 @@ class TrainingRecipe(BaseModel):
     batch_size: int = Field(default=256, ge=1)
     weight_decay: float = Field(default=0.0, ge=0)
     momentum: float = Field(default=0.9, ge=0, lt=1)
+
+    def overridden(self, **changes: Any) -> TrainingRecipe:
+        """A copy with the given fields changed; a ``None`` value leaves its field as it is.
+
+        Modules whose parameters may override the scenario's recipe (``epochs=None`` meaning "the
+        scenario's") use it as ``context.recipe.overridden(epochs=self.params.epochs, ...)``.
+        """
+        updates = {key: value for key, value in changes.items() if value is not None}
+        return self.model_copy(update=updates) if updates else self
+
+    def overridden_by(self, params: object) -> TrainingRecipe:
+        """A copy overridden by the recipe fields a module's parameters carry (``epochs``, ``lr``, ...).
+
+        Every attribute of ``params`` named like a recipe field and not ``None`` replaces that field.
+        """
+        return self.overridden(**{name: getattr(params, name, None) for name in type(self).model_fields})

@@ -145,3 +145,30 @@ def test_resolve_device_with_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_device("auto") == "cuda"
     assert resolve_device("cuda:1") == "cuda:1"
     assert resolve_device("cpu") == "cpu"
+
+
+def test_recipe_overrides_skip_none_and_read_module_parameters() -> None:
+    from types import SimpleNamespace
+
+    recipe = TrainingRecipe(epochs=10, lr=1e-3, batch_size=256)
+    assert recipe.overridden(epochs=None, lr=None) is recipe
+    assert recipe.overridden(epochs=3, lr=None).model_dump() == {**recipe.model_dump(), "epochs": 3}
+    params = SimpleNamespace(epochs=None, lr=0.05, batch_size=32, temperature=20.0)  # unrelated fields ignored
+    assert recipe.overridden_by(params).model_dump() == {**recipe.model_dump(), "lr": 0.05, "batch_size": 32}
+
+
+def test_context_model_factory_resolves_names_and_reports_the_field() -> None:
+    from interplay.context import RunContext
+    from interplay.errors import ConfigError
+    from interplay.registry import get_registry
+
+    scenario = get_registry().create("mlp", hidden_sizes=(16,))
+    context = RunContext(model=scenario)
+    assert context.model_factory() is scenario
+    assert context.model_factory(None, {"hidden_sizes": (8,)}).get_params()["hidden_sizes"] == (8,)
+    assert context.model_factory("simple_cnn").name == "simple_cnn"
+    with pytest.raises(ConfigError) as unknown:
+        context.model_factory("no_such_model", path="distillation.params.architecture")
+    assert unknown.value.path == "distillation.params.architecture"
+    with pytest.raises(ConfigError, match="no model factory"):
+        RunContext().model_factory(path="x.params.architecture")

@@ -17,15 +17,13 @@ from pydantic import Field
 
 from interplay.artifacts import QueryAccess, SurrogateModel, TaskData, TrainedModel
 from interplay.context import RunContext
-from interplay.errors import ArtifactError, ConfigError, UnknownPluginError
+from interplay.errors import ArtifactError
 from interplay.modules import Attack, Params
 from interplay.training import fit
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from interplay.modules import ModelFactory
-    from interplay.recipe import TrainingRecipe
     from interplay.training import LossFn
 
 __all__ = ["ModelExtraction", "extraction_loss"]
@@ -159,7 +157,8 @@ class ModelExtraction(Attack):
         """
         context = context if context is not None else RunContext()
         indices = self._adversary_indices(data)
-        factory = self._factory(context)  # configuration errors before any query is spent
+        path = f"{self.name}.params.architecture"  # configuration errors before any query is spent
+        factory = context.model_factory(self.params.architecture, self.params.architecture_params, path=path)
         assert data is not None and data.partition is not None  # checked by _adversary_indices
         if self.params.query_budget is not None and self.params.query_budget < len(indices):
             generator = context.generator(self.name, "query_budget")
@@ -168,7 +167,7 @@ class ModelExtraction(Attack):
         x = data.splits[data.partition.split].x[indices]
 
         posteriors = self._query(target, x)
-        recipe = self._recipe(context.recipe)
+        recipe = context.recipe.overridden_by(self.params)
         seed = context.derive_seed(self.name, "surrogate")
         init_seed = context.derive_seed(self.name, "surrogate", "init")
         module = context.build_model(target.input_shape, target.num_classes, seed=init_seed, factory=factory)
@@ -214,37 +213,3 @@ class ModelExtraction(Attack):
         if not bool(torch.isfinite(posteriors).all()) or bool((posteriors < 0).any()):
             raise ArtifactError("the target returned posteriors that are not finite, non-negative probabilities")
         return posteriors
-
-    def _factory(self, context: RunContext) -> ModelFactory:
-        from interplay.modules import ModelFactory
-        from interplay.registry import get_registry
-
-        path = f"{self.name}.params.architecture"
-        if self.params.architecture is None:
-            if context.model is None:
-                raise ConfigError(
-                    "no model factory for the surrogate: set RunContext.model or the 'architecture' parameter",
-                    path=path,
-                )
-            if not self.params.architecture_params:
-                return context.model
-            factory = context.model.with_params(**self.params.architecture_params)
-        else:
-            try:
-                factory = get_registry().create(self.params.architecture, "model", **self.params.architecture_params)
-            except UnknownPluginError as exc:
-                raise ConfigError(str(exc), path=path) from None
-        assert isinstance(factory, ModelFactory)
-        return factory
-
-    def _recipe(self, recipe: TrainingRecipe) -> TrainingRecipe:
-        overrides = {
-            key: value
-            for key, value in (
-                ("epochs", self.params.epochs),
-                ("lr", self.params.lr),
-                ("batch_size", self.params.batch_size),
-            )
-            if value is not None
-        }
-        return recipe.model_copy(update=overrides) if overrides else recipe

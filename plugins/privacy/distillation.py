@@ -26,15 +26,13 @@ from torch.nn import functional as F
 from interplay import Defense, Params
 from interplay._seeding import derive_seed
 from interplay.artifacts import LabeledData, TaskData, TrainedModel
-from interplay.errors import ArtifactError, ConfigError, UnknownPluginError
+from interplay.errors import ArtifactError, ConfigError
 from interplay.training import fit
 
 if TYPE_CHECKING:
     from torch import nn
 
     from interplay import RunContext
-    from interplay.modules import ModelFactory
-    from interplay.recipe import TrainingRecipe
     from interplay.training import LossFn
 
 __all__ = ["Distillation", "distillation_loss"]
@@ -160,13 +158,15 @@ class Distillation(Defense):
         """
         if context is None:
             raise ConfigError(f"defense {self.name!r} trains a student: pass a RunContext", path="context")
-        factory = self._factory(context)
+        factory = context.model_factory(
+            self.params.architecture, self.params.architecture_params, path=f"{self.name}.params.architecture"
+        )
         rows, indices = self._rows(target, data)
         params = self.params
         teacher_logits = target.logits(rows.x).detach().to(torch.float32)
         labels = rows.y.to(torch.float32).unsqueeze(1)  # packed with the logits: fit() indexes one target tensor
         targets = torch.cat([teacher_logits.to(labels.device), labels], dim=1)
-        recipe = self._recipe(context.recipe)
+        recipe = context.recipe.overridden_by(self.params)
         seed = context.derive_seed("defense", self.name)
         init = derive_seed(seed, "init")
         module = context.build_model(target.input_shape, target.num_classes, seed=init, factory=factory)
@@ -231,30 +231,3 @@ class Distillation(Defense):
                 f"classes) do not fit the teacher (input shape {teacher.input_shape}, {teacher.num_classes} classes)"
             )
         return rows, indices
-
-    def _factory(self, context: RunContext) -> ModelFactory:
-        from interplay.modules import ModelFactory
-        from interplay.registry import get_registry
-
-        path = f"{self.name}.params.architecture"
-        if self.params.architecture is None:
-            if context.model is None:
-                raise ConfigError(
-                    "no model factory for the student: set RunContext.model or the 'architecture' parameter", path=path
-                )
-            if not self.params.architecture_params:
-                return context.model
-            factory = context.model.with_params(**self.params.architecture_params)
-        else:
-            try:
-                factory = get_registry().create(self.params.architecture, "model", **self.params.architecture_params)
-            except UnknownPluginError as exc:
-                raise ConfigError(str(exc), path=path) from None
-        assert isinstance(factory, ModelFactory)
-        return factory
-
-    def _recipe(self, recipe: TrainingRecipe) -> TrainingRecipe:
-        params = self.params
-        chosen = {"epochs": params.epochs, "lr": params.lr, "batch_size": params.batch_size}
-        overrides = {key: value for key, value in chosen.items() if value is not None}
-        return recipe.model_copy(update=overrides) if overrides else recipe

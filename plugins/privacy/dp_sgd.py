@@ -318,7 +318,7 @@ class DPSGD(Defense):
         if len(rows) == 0:
             raise ArtifactError(f"defense {self.name!r}: the defender's share of the task is empty")
         indices = target.partition.defender if target.partition is not None else None
-        recipe = self._recipe(context.recipe)
+        recipe = context.recipe.overridden_by(self.params)
         seed = context.derive_seed("train")  # the undefended target's seed: same initial weights
         module = context.build_model(rows.input_shape, rows.num_classes, seed=derive_seed(seed, "init"))
         noise_multiplier = params.noise_multiplier
@@ -360,9 +360,3 @@ class DPSGD(Defense):
             architecture_params=factory.get_params(),
             info=info,
         )
-
-    def _recipe(self, recipe: TrainingRecipe) -> TrainingRecipe:
-        params = self.params
-        chosen = {"epochs": params.epochs, "lr": params.lr, "batch_size": params.batch_size}
-        overrides = {key: value for key, value in chosen.items() if value is not None}
-        return recipe.model_copy(update=overrides) if overrides else recipe

@@ -273,7 +273,9 @@ class LiRA(Attack):
             raise ConfigError("mirror augmentation needs image data", path=f"{self.name}.params.augment")
         pool = self._pool(candidates.data, data)
         views = self._views(candidates.data.x)
-        shadow_key = self._shadow_key(pool, len(candidates.data), context.model, self._recipe(context.recipe), context)
+        shadow_key = self._shadow_key(
+            pool, len(candidates.data), context.model, context.recipe.overridden_by(self.params), context
+        )
         shadows = context.memo.get_or_compute(shadow_key, lambda: self._train(pool, len(candidates.data), context))
         shadow_phi = context.memo.get_or_compute(
             Memo.key(shadow_key, "phi", self.params.augment),
@@ -302,18 +304,6 @@ class LiRA(Attack):
     def _views(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The queried inputs: the candidates, and with ``augment`` their horizontal mirror images."""
         return [x, x.flip(-1)] if self.params.augment else [x]
-
-    def _recipe(self, recipe: TrainingRecipe) -> TrainingRecipe:
-        overrides = {
-            key: value
-            for key, value in (
-                ("epochs", self.params.epochs),
-                ("lr", self.params.lr),
-                ("batch_size", self.params.batch_size),
-            )
-            if value is not None
-        }
-        return recipe.model_copy(update=overrides) if overrides else recipe
 
     def _shadow_key(
         self, pool: LabeledData, n_candidates: int, factory: ModelFactory, recipe: TrainingRecipe, context: RunContext
@@ -344,7 +334,7 @@ class LiRA(Attack):
             )
 
         models = train_models(
-            build, pool.x, pool.y, keep, self._recipe(context.recipe), seed=seed, device=context.device
+            build, pool.x, pool.y, keep, context.recipe.overridden_by(self.params), seed=seed, device=context.device
         )
         return ShadowSet(models=tuple(models), keep=keep, n_candidates=n_candidates)
 
