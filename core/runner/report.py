@@ -43,9 +43,13 @@ def paired_test(baseline: Sequence[float], defended: Sequence[float]) -> tuple[f
     spread = math.sqrt(sum((x - mean) ** 2 for x in differences) / (n - 1))
     if spread == 0.0:
         return (math.inf if mean else 0.0), (0.0 if mean else 1.0)
+    import warnings
+
     from scipy import stats
 
-    result = stats.ttest_rel(defended, baseline)
+    with warnings.catch_warnings():  # near-identical differences: scipy warns about precision, p is still right
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.ttest_rel(defended, baseline)
     return float(result.statistic), float(result.pvalue)
 
 
