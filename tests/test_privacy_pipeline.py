@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from interplay.pipeline import Pipeline, validate_plugins
 from interplay.runner import Runner
@@ -44,3 +45,29 @@ def test_privacy_defenses_and_attacks_run_as_one_study(tmp_path: Path) -> None:
     assert "distill_temperature" in summary.report["models"]["distillation"]
     names = {c["metric"] for c in cells}
     assert {"mia_auc", "mia_tpr_at_fpr[0.01]", "inversion_mse"} <= names
+
+
+def test_cached_dp_sgd_models_with_replaced_batch_norm_are_reused(tmp_path: Path, monkeypatch: Any) -> None:
+    from interplay.plugins.privacy.dp_sgd import DPSGD
+
+    document = {
+        "name": "dp-cache",
+        "scenario": {
+            "dataset": {"name": "digits", "params": {"train_size": 300, "test_size": 100}},
+            "model": {"name": "mlp", "params": {"hidden_sizes": [32], "batch_norm": True}},
+            "training": {"epochs": 2, "batch_size": 64, "lr": 0.01},
+            "seeds": [0],
+            "device": "cpu",
+        },
+        "defenses": [{"name": "dp_sgd", "params": {"noise_multiplier": 1.0, "accountant": "rdp"}}],
+        "attacks": [{"name": "model_inversion", "params": {"max_iterations": 5}}],
+    }
+    first = Runner(validate_plugins(Pipeline.from_dict(document)), out=tmp_path, progress=False).run()
+    assert first.failed == 0 and first.report["models"]["dp_sgd"]["dp_fixed_modules"]["mean"] > 0
+    calls: list[int] = []
+    original = DPSGD.apply
+    monkeypatch.setattr(DPSGD, "apply", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    second = Runner(validate_plugins(Pipeline.from_dict(document)), out=tmp_path, progress=False).run()
+    assert calls == [], "the cached GroupNorm weights were loaded, not retrained"
+    values = lambda summary: sorted((r.value_name, r.value) for r in summary.rows)  # noqa: E731
+    assert values(second) == values(first)

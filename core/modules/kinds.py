@@ -192,6 +192,18 @@ class Defense(_Guarded):
         """
 
     @classmethod
+    def rebuild(cls, module: torch.nn.Module, info: dict[str, Any]) -> torch.nn.Module:
+        """Reshape a freshly built module the way this defense reshaped the one it trained.
+
+        The runner caches trained models as state dicts and rebuilds them from the model factory;
+        a defense that replaces layers (DP-SGD swaps BatchNorm for GroupNorm) overrides this so the
+        cached weights fit again. ``info`` is the trained model's ``info``. The default returns
+        ``module`` unchanged.
+        """
+        del info
+        return module
+
+    @classmethod
     def _check_declaration(cls) -> None:
         super()._check_declaration()
         _require(cls, len(cls.risks) >= 1, "a defense must declare the risk ids it targets in 'risks'")

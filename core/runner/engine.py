@@ -147,7 +147,9 @@ class Runner:
         }
         return hashlib.sha256(_signature(document).encode()).hexdigest()[:32]
 
-    def _load_cached(self, cache: ModelCache, key: str, context: RunContext) -> TrainedModel | None:
+    def _load_cached(
+        self, cache: ModelCache, key: str, context: RunContext, defense: Defense | None = None
+    ) -> TrainedModel | None:
         import torch
 
         found = cache.load(key) if self.reuse_models else None
@@ -161,6 +163,8 @@ class Runner:
                 else None
             )
             module = context.build_model(tuple(meta["input_shape"]), meta["num_classes"], factory=factory)  # type: ignore[arg-type]
+            if defense is not None:
+                module = type(defense).rebuild(module, meta.get("info", {}))
             module.load_state_dict(state_dict)
         except Exception:  # a stale or foreign cache entry: retrain instead
             return None
@@ -228,7 +232,7 @@ class Runner:
         trains = name == "train" or (module is not None and issubclass(type(module).Output, TrainedModel))
         key = self._cache_key(state, variant, prefix) if trains else ""
         if trains:
-            cached = self._load_cached(cache, key, state.context)
+            cached = self._load_cached(cache, key, state.context, module)
             if cached is not None:
                 return cached
         result = _apply_step(state.context, name, module, current, task)

@@ -285,6 +285,14 @@ class DPSGD(Defense):
 
     params: DPSGD.Params
 
+    @classmethod
+    def rebuild(cls, module: nn.Module, info: dict[str, Any]) -> nn.Module:
+        """Apply the same ``ModuleValidator.fix`` to a rebuilt module, so cached DP-SGD weights fit it."""
+        if not info.get("dp_fixed_modules"):
+            return module
+        fixed, _ = _make_compatible(module)
+        return fixed.eval()
+
     def apply(
         self, target: TaskData, /, *, data: TaskData | None = None, context: RunContext | None = None
     ) -> TrainedModel:
