@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
-from torch.nn import functional as F
 
 from interplay._seeding import derive_seed, seeded
 from interplay.errors import ArtifactError, ConfigError
@@ -29,7 +28,9 @@ __all__ = ["model_seed", "train_models"]
 _ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam / AdamW defaults, which make_optimizer keeps
 _ADAM_EPS = 1e-8
 _CPU_MEMORY_BUDGET = 2 * 2**30  # bytes one chunk of stacked models may use on the CPU
-_CUDA_MEMORY_SHARE = 0.5  # share of the free GPU memory one chunk may use
+# Share of the GPU's total (not free) memory one chunk may use: the chunks, and with them the dropout draws,
+# must not depend on what else happens to be using the GPU.
+_CUDA_MEMORY_SHARE = 0.4
 
 
 def model_seed(seed: int, index: int) -> int:
@@ -192,7 +193,7 @@ def _chunk_size(template: nn.Module, x: torch.Tensor, batch_size: int, device: t
     # parameters, gradients, two optimizer moments and temporaries; activations kept for backward and their grads
     per_model = item * (8 * n_params + 3 * batch_size * (activations + x[:1].numel()))
     if device.type == "cuda":
-        budget = int(torch.cuda.mem_get_info(device)[0] * _CUDA_MEMORY_SHARE)
+        budget = int(torch.cuda.get_device_properties(device).total_memory * _CUDA_MEMORY_SHARE)
     else:
         budget = _CPU_MEMORY_BUDGET
     return max(1, budget // per_model)
@@ -225,20 +226,25 @@ class _ParameterStack:
 
     def logits(self, flat: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
         """One model's logits: ``flat`` is its ``(P,)`` row of the stack."""
-        parts = zip(self.names, flat.split(self.numels), self.shapes, strict=True)
+        parts = zip(self.names, torch.split(flat, self.numels), self.shapes, strict=True)
         params = {name: part.view(shape) for name, part, shape in parts}
         out: torch.Tensor = functional_call(self.template, params, (xb,))
         return out
 
     def _loss(self, flat: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor, wb: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy weighted per row: ``1 / rows`` on a batch's real rows, 0 on its padding."""
-        return (F.cross_entropy(self.logits(flat, xb), yb, reduction="none") * wb).sum()
+        """Cross-entropy weighted per row: ``1 / rows`` on a batch's real rows, 0 on its padding.
+
+        ``-log_softmax`` at the label is what ``cross_entropy(reduction="none")`` computes, bit for bit;
+        written out, it avoids the slower decomposition of ``nll_loss`` under ``vmap``.
+        """
+        log_probs = self.logits(flat, xb).log_softmax(dim=-1)
+        return -(log_probs.gather(-1, yb.unsqueeze(-1)).squeeze(-1) * wb).sum()
 
     def write_back(self, models: Sequence[nn.Module]) -> None:
         """Copy each model's row of the stack into its parameters."""
         with torch.no_grad():
             for model, row in zip(models, self.flat, strict=True):
-                for p, part in zip(model.parameters(), row.split(self.numels), strict=True):
+                for p, part in zip(model.parameters(), torch.split(row, self.numels), strict=True):
                     p.copy_(part.view_as(p))
                     p.grad = None
 
