@@ -35,7 +35,6 @@ The two attacks:
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,6 +59,7 @@ from interplay.context import Memo, RunContext
 from interplay.errors import ArtifactError, ConfigError
 from interplay.modules import Attack, Params
 
+from ._meta_classifier import PermutationInvariantNetwork, layer_shapes, linear_layers, weight_features
 from ._shadows import train_models
 
 __all__ = [
@@ -480,109 +480,6 @@ class DistributionInference(_DistributionAttack):
         return out.to(torch.float32)
 
 
-# --------------------------------------------------------------------------------------------- white-box: PIN
-
-
-def _linear_layers(module: nn.Module, owner: str) -> list[nn.Linear]:
-    """The module's ``nn.Linear`` layers in order, checked to form a chain (an MLP)."""
-    allowed = (nn.Linear, nn.BatchNorm1d, nn.LayerNorm)
-    foreign = sorted(
-        {
-            type(m).__name__
-            for m in module.modules()
-            if next(m.parameters(recurse=False), None) is not None and not isinstance(m, allowed)
-        }
-    )
-    layers = [m for m in module.modules() if isinstance(m, nn.Linear)]
-    chained = all(a.out_features == b.in_features for a, b in itertools.pairwise(layers))
-    if foreign or not layers or not chained:
-        raise ArtifactError(
-            f"{owner}: the white-box meta-classifier reads multi-layer perceptrons (a chain of nn.Linear layers); "
-            f"{type(module).__name__} has "
-            + (f"{', '.join(foreign)} layers" if foreign else "no chain of Linear layers")
-        )
-    return layers
-
-
-def _layer_shapes(layers: Sequence[nn.Linear]) -> list[tuple[int, int]]:
-    return [(layer.out_features, layer.in_features) for layer in layers]
-
-
-def _weight_features(models: Sequence[nn.Module], owner: str) -> list[torch.Tensor]:
-    """Per layer, every model's neurons as ``[incoming weights | bias]``: ``(B, out, in + 1)``."""
-    per_model = [[_neurons(layer) for layer in _linear_layers(module, owner)] for module in models]
-    return [torch.stack(layer) for layer in zip(*per_model, strict=True)]
-
-
-def _neurons(layer: nn.Linear) -> torch.Tensor:
-    weight = layer.weight.detach().cpu()
-    bias = layer.bias.detach().cpu() if layer.bias is not None else torch.zeros(layer.out_features)
-    return torch.cat([weight, bias.unsqueeze(1)], dim=1)
-
-
-class PermutationInvariantNetwork(nn.Module):
-    """Permutation-invariant meta-classifier over an MLP's weights (Ganju et al., CCS 2018; Suri and Evans).
-
-    Layer ``i``'s neurons are each described by their incoming weights and bias; a small network
-    ``phi_i`` (``Linear -> ReLU -> ... -> Dropout`` with widths ``inside_dims``) maps each neuron,
-    concatenated with the flattened ``phi_{i-1}`` outputs of all previous-layer neurons (Suri and
-    Evans's ``PermInvModel``), to a vector; the vectors are summed over the layer's neurons, the
-    layer sums concatenated, and a linear ``rho`` gives one logit. The sum makes each layer's
-    representation independent of the order in which its neurons are listed (Deep Sets). As in the
-    reference, the next layer reads the previous layer's neuron outputs flattened *in order*, so
-    relabelling hidden neurons (rows of one layer and columns of the next together) is not an exact
-    symmetry of the meta-classifier; only the last layer's neuron order is irrelevant.
-
-    The previous-layer representation is the same for every neuron of a layer, so the first linear
-    map of ``phi_i`` is split into a per-neuron part and a per-model part added by broadcasting:
-    the same function as the reference's concatenation, computed once per model instead of once per
-    neuron; both parts are initialised as the reference's single ``nn.Linear`` would be.
-
-    Args:
-        layer_shapes: ``(out_features, in_features)`` of each linear layer of the read MLP.
-        inside_dims: Widths of ``phi_i``'s layers (reference: ``[64, 8]``).
-        dropout: Dropout after ``phi_i`` (reference: 0.5).
-    """
-
-    def __init__(
-        self, layer_shapes: Sequence[tuple[int, int]], *, inside_dims: Sequence[int] = (64, 8), dropout: float = 0.5
-    ) -> None:
-        super().__init__()
-        width, last = inside_dims[0], inside_dims[-1]
-        self.own = nn.ModuleList()
-        self.prev = nn.ModuleList()
-        self.rest = nn.ModuleList()
-        previous_out = 0
-        for out_features, in_features in layer_shapes:
-            own = nn.Linear(in_features + 1, width)
-            prev: nn.Module = nn.Linear(previous_out * last, width, bias=False) if previous_out else nn.Identity()
-            bound = 1.0 / math.sqrt(in_features + 1 + previous_out * last)
-            for parameter in [*own.parameters(), *prev.parameters()]:
-                nn.init.uniform_(parameter, -bound, bound)
-            tail: list[nn.Module] = [nn.ReLU()]
-            for a, b in itertools.pairwise(inside_dims):
-                tail += [nn.Linear(a, b), nn.ReLU()]
-            tail.append(nn.Dropout(dropout))
-            self.own.append(own)
-            self.prev.append(prev)
-            self.rest.append(nn.Sequential(*tail))
-            previous_out = out_features
-        self.rho = nn.Linear(last * len(layer_shapes), 1)
-
-    def forward(self, layers: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Logit of ratio 1 per model, ``(B,)``, from per-layer features ``(B, out_i, in_i + 1)``."""
-        sums, previous = [], None
-        for index, features in enumerate(layers):
-            hidden = self.own[index](features)
-            if previous is not None:
-                hidden = hidden + self.prev[index](previous).unsqueeze(1)
-            neurons = self.rest[index](hidden)
-            sums.append(neurons.sum(dim=1))
-            previous = neurons.flatten(1)
-        logits: torch.Tensor = self.rho(torch.cat(sums, dim=1)).squeeze(1)
-        return logits
-
-
 class WhiteBoxDistributionInference(_DistributionAttack):
     """White-box distribution inference: a permutation-invariant meta-classifier on model weights.
 
@@ -644,25 +541,23 @@ class WhiteBoxDistributionInference(_DistributionAttack):
         setting = self._setting(data, context)
         assert data is not None
         self._check_target(self.name, target, data)
-        target_shapes = _layer_shapes(_linear_layers(target.module, f"attack {self.name!r}, target"))
+        target_shapes = layer_shapes(linear_layers(target.module, f"attack {self.name!r}, target"))
         shadows, labels = self._shadows(data, setting, context)
-        shapes = _layer_shapes(_linear_layers(shadows[0], f"attack {self.name!r}, shadow model"))
+        shapes = layer_shapes(linear_layers(shadows[0], f"attack {self.name!r}, shadow model"))
         if target_shapes != shapes:
             raise ArtifactError(
                 f"attack {self.name!r}: the target's linear layers {target_shapes} differ from the scenario "
                 f"architecture's {shapes}, which the shadow models use"
             )
-        network = self._fit(_weight_features(shadows, f"attack {self.name!r}"), labels, shapes, context)
+        network = self._fit(weight_features(shadows, f"attack {self.name!r}"), labels, shapes, context)
         victims, truth = self._victims(data, setting, context)
         for index, victim in enumerate(victims):
-            found = _layer_shapes(_linear_layers(victim.module, f"attack {self.name!r}, victim {index}"))
+            found = layer_shapes(linear_layers(victim.module, f"attack {self.name!r}, victim {index}"))
             if found != shapes:
                 raise ArtifactError(
                     f"attack {self.name!r}: victim {index} has linear layers {found}, expected {shapes}"
                 )
-        features = [
-            f.to(context.device) for f in _weight_features([v.module for v in victims], f"attack {self.name!r}")
-        ]
+        features = [f.to(context.device) for f in weight_features([v.module for v in victims], f"attack {self.name!r}")]
         network.eval()
         with torch.no_grad():
             predicted = (network(features) >= 0).to(torch.int64).cpu()
