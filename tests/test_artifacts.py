@@ -460,3 +460,21 @@ def test_fingerprint_of_tensors_modules_and_containers() -> None:
     assert fingerprint(m1) != fingerprint(m2)
     assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1})
     assert fingerprint({"a": 1}) != fingerprint({"a": 2})
+
+
+def test_query_access_checks_what_its_function_returns_and_chunks_large_queries() -> None:
+    calls: list[int] = []
+
+    def uniform(x: torch.Tensor) -> torch.Tensor:
+        calls.append(int(x.shape[0]))
+        return torch.full((x.shape[0], 3), 1 / 3)
+
+    access = QueryAccess.from_function(uniform, num_classes=3, input_shape=(2,))
+    assert access.query(torch.zeros(5000, 2)).shape == (5000, 3)
+    assert calls == [2048, 2048, 904] and access.queries == 5000
+    wrong_shape = QueryAccess.from_function(lambda x: torch.ones(x.shape[0], 2) / 2, num_classes=3, input_shape=(2,))
+    with pytest.raises(ArtifactError, match=r"posteriors of shape \(4, 2\), expected \(4, 3\)"):
+        wrong_shape.query(torch.zeros(4, 2))
+    negative = QueryAccess.from_function(lambda x: torch.full((x.shape[0], 3), -1.0), num_classes=3, input_shape=(2,))
+    with pytest.raises(ArtifactError, match="not finite, non-negative"):
+        negative.query(torch.zeros(4, 2))

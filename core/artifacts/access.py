@@ -187,12 +187,27 @@ class QueryAccess(ModelAccess):
         return self._queries
 
     def query(self, x: torch.Tensor) -> torch.Tensor:
-        """Posterior probabilities, float of shape ``(N, num_classes)``."""
+        """Posterior probabilities, float of shape ``(N, num_classes)``.
+
+        Large queries are sent to the posterior function in chunks of 2,048 inputs, and what it
+        returns is checked.
+
+        Raises:
+            ArtifactError: When the function returns a tensor of another shape, or values that are
+                not finite, non-negative probabilities.
+        """
         if self._posteriors is None:
             raise ArtifactError("this QueryAccess has no posterior function (build it with from_function)")
         self.check_input(x)
         self._queries += int(x.shape[0])
-        return self._posteriors(x)
+        posteriors = _batched(self._posteriors, x)
+        expected = (int(x.shape[0]), self.num_classes)
+        if not isinstance(posteriors, torch.Tensor) or tuple(posteriors.shape) != expected:
+            shape = tuple(posteriors.shape) if isinstance(posteriors, torch.Tensor) else type(posteriors).__name__
+            raise ArtifactError(f"the model returned posteriors of shape {shape}, expected {expected}")
+        if not bool(torch.isfinite(posteriors).all()) or bool((posteriors < 0).any()):
+            raise ArtifactError("the model returned posteriors that are not finite, non-negative probabilities")
+        return posteriors
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Predicted labels (the arg-max posterior)."""

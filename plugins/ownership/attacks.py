@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 __all__ = ["ModelExtraction", "extraction_loss"]
 
 ExtractionLoss = Literal["mse", "kl", "ce"]
-QUERY_CHUNK = 1024
-"""Inputs sent to the target per ``query`` call (bounds memory for arbitrary posterior functions)."""
 
 
 def _mse(module: nn.Module, x: torch.Tensor, posteriors: torch.Tensor) -> torch.Tensor:
@@ -166,7 +164,8 @@ class ModelExtraction(Attack):
             indices = indices[chosen.sort().values]
         x = data.splits[data.partition.split].x[indices]
 
-        posteriors = self._query(target, x)
+        with torch.no_grad():  # checked by QueryAccess.query
+            posteriors = target.query(x).detach().to(torch.float32)
         recipe = context.recipe.overridden_by(self.params)
         seed = context.derive_seed(self.name, "surrogate")
         init_seed = context.derive_seed(self.name, "surrogate", "init")
@@ -198,18 +197,3 @@ class ModelExtraction(Attack):
         if indices.numel() == 0:
             raise ArtifactError(f"attack {self.name!r}: the adversary's share of the data is empty")
         return indices
-
-    @staticmethod
-    def _query(target: QueryAccess, x: torch.Tensor) -> torch.Tensor:
-        """Posteriors for ``x``, checked to be an ``(N, num_classes)`` finite, non-negative tensor."""
-        with torch.no_grad():
-            posteriors = torch.cat([target.query(chunk) for chunk in torch.split(x, QUERY_CHUNK)])
-        expected = (x.shape[0], target.num_classes)
-        if tuple(posteriors.shape) != expected:
-            raise ArtifactError(
-                f"the target returned posteriors of shape {tuple(posteriors.shape)}, expected {expected}"
-            )
-        posteriors = posteriors.detach().to(torch.float32)
-        if not bool(torch.isfinite(posteriors).all()) or bool((posteriors < 0).any()):
-            raise ArtifactError("the target returned posteriors that are not finite, non-negative probabilities")
-        return posteriors

@@ -281,7 +281,7 @@ class LiRA(Attack):
             Memo.key(shadow_key, "phi", self.params.augment),
             lambda: self._shadow_phi(shadows, views, candidates.data.y, context.device),
         )
-        target_phi = torch.stack([logit_confidence(self._query(target, v), candidates.data.y) for v in views], dim=1)
+        target_phi = torch.stack([logit_confidence(_posteriors(target, v), candidates.data.y) for v in views], dim=1)
         scores = lira_scores(
             target_phi,
             shadow_phi,
@@ -355,16 +355,8 @@ class LiRA(Attack):
                     phi[s, :, a] = logit_confidence(posteriors, y)
         return phi
 
-    @staticmethod
-    def _query(target: QueryAccess, x: torch.Tensor) -> torch.Tensor:
-        """The target's posteriors for ``x``, checked to be finite, non-negative and ``(N, num_classes)``."""
-        with torch.no_grad():
-            posteriors = torch.cat([target.query(chunk) for chunk in torch.split(x, QUERY_CHUNK)]).detach().cpu()
-        expected = (x.shape[0], target.num_classes)
-        if tuple(posteriors.shape) != expected:
-            raise ArtifactError(
-                f"the target returned posteriors of shape {tuple(posteriors.shape)}, expected {expected}"
-            )
-        if not bool(torch.isfinite(posteriors).all()) or bool((posteriors < 0).any()):
-            raise ArtifactError("the target returned posteriors that are not finite, non-negative probabilities")
-        return posteriors
+
+def _posteriors(target: QueryAccess, x: torch.Tensor) -> torch.Tensor:
+    """The target's posteriors for ``x`` on the CPU (shape and values are checked by ``QueryAccess.query``)."""
+    with torch.no_grad():
+        return target.query(x).detach().cpu()
