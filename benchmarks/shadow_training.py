@@ -1,4 +1,4 @@
-"""Shadow-model training: ``train_models`` vectorised (torch.func) against one ``fit`` per model.
+"""Shadow-model training: ``train_models`` vectorised (all models in one stack) against one ``fit`` per model.
 
 Both sides train the same ``S`` models in one process: the same initial weights (``build(s)``),
 the same rows (each shadow keeps a random half of the Census adversary rows, ``--pkeep 0.5``),

@@ -23,15 +23,28 @@ LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def make_optimizer(
-    parameters: Iterator[nn.Parameter] | list[nn.Parameter], recipe: TrainingRecipe
+    parameters: Iterator[nn.Parameter] | list[nn.Parameter], recipe: TrainingRecipe, *, fused: bool | None = None
 ) -> torch.optim.Optimizer:
-    """Build the optimizer a recipe names."""
+    """Build the optimizer a recipe names.
+
+    Args:
+        parameters: The parameters to optimise.
+        recipe: Names the optimizer and gives its learning rate, momentum and weight decay.
+        fused: Passed to the torch.optim constructor: ``True`` asks for torch's fused kernel (one
+            pass over all parameters; rounding may differ from the default implementation in the
+            last bits), ``None`` leaves torch's default.
+
+    Returns:
+        A torch.optim ``SGD``, ``AdamW`` or ``Adam`` with torch's defaults for everything the recipe leaves out.
+    """
     params = list(parameters)
     if recipe.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+        return torch.optim.SGD(
+            params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay, fused=fused
+        )
     if recipe.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
-    return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+        return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay, fused=fused)
+    return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay, fused=fused)
 
 
 def iterate_minibatches(

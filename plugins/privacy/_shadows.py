@@ -3,11 +3,12 @@
 :func:`train_models` trains ``S`` models of one architecture, model ``s`` on the rows
 ``keep[s]`` of a shared pool, each exactly as :func:`interplay.training.fit` would train it
 alone with seed :func:`model_seed` ``(seed, s)``. Where the architecture allows it, the ``S``
-models train together: their parameters are stacked into one ``(S, P)`` tensor, one
-:func:`torch.func.vmap` of :func:`torch.func.functional_call` computes all ``S`` losses in
-one batched forward pass and autograd all ``S`` gradients in one backward pass, and the optimizer
-(:class:`_StackedOptimizer`) updates the stack with torch.optim's arithmetic. See
-``docs/privacy/shadows.md``.
+models train together: their parameters are stacked into one ``(S, P)`` tensor
+(:mod:`._stacks`), one batched forward pass computes all ``S`` losses (batched matrix products for
+chains of linear layers, :func:`torch.func.vmap` of :func:`torch.func.functional_call` otherwise)
+and autograd all ``S`` gradients in one backward pass, and the optimizer
+(:class:`~._stacked_optimizer.RowOptimizer`, torch.optim with one parameter per model) updates the stack.
+See ``docs/privacy/shadows.md``.
 """
 
 from __future__ import annotations
@@ -16,17 +17,18 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
-from torch.func import functional_call, vmap
+from torch.func import vmap
 
 from interplay._seeding import derive_seed, seeded
 from interplay.errors import ArtifactError, ConfigError
 from interplay.recipe import TrainingRecipe
 from interplay.training import fit
 
+from ._stacked_optimizer import RowOptimizer
+from ._stacks import VmapStack, linear_chain, stack_models
+
 __all__ = ["model_seed", "train_models"]
 
-_ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam / AdamW defaults, which make_optimizer keeps
-_ADAM_EPS = 1e-8
 _CPU_MEMORY_BUDGET = 2 * 2**30  # bytes one chunk of stacked models may use on the CPU
 # Share of the GPU's total (not free) memory one chunk may use: the chunks, and with them the dropout draws,
 # must not depend on what else happens to be using the GPU.
@@ -150,12 +152,14 @@ def _unsupported_reason(models: Sequence[nn.Module], x: torch.Tensor, device: to
     for s, model in enumerate(models[1:], start=1):
         if [(type(model), n, p.shape) for n, p in model.named_parameters()] != signature:
             return f"model {s} differs in architecture from model 0"
+    if linear_chain(template, x) is not None:
+        return None  # batched matrix products, no torch.func needed
     return _probe(models[: min(2, len(models))], x, device)
 
 
 def _probe(models: Sequence[nn.Module], x: torch.Tensor, device: torch.device | str) -> str | None:
     """Run one stacked gradient on two rows to find forwards ``torch.func`` cannot batch."""
-    stack = _ParameterStack(models)
+    stack = VmapStack(models)
     rows = x[: min(2, len(x))].to(device)
     xb = rows.unsqueeze(0).expand(len(models), *rows.shape)
     try:
@@ -199,56 +203,6 @@ def _chunk_size(template: nn.Module, x: torch.Tensor, batch_size: int, device: t
     return max(1, budget // per_model)
 
 
-class _ParameterStack:
-    """The parameters of ``S`` identical modules as one ``(S, P)`` tensor, and their stacked gradients."""
-
-    def __init__(self, models: Sequence[nn.Module]) -> None:
-        self.template = models[0]
-        named = list(self.template.named_parameters())
-        self.names = [name for name, _ in named]
-        self.shapes = [p.shape for _, p in named]
-        self.numels = [p.numel() for _, p in named]
-        self.flat = torch.stack([torch.cat([p.detach().reshape(-1) for p in m.parameters()]) for m in models])
-        self._losses = vmap(self._loss, randomness="different")
-
-    def gradients(self, flat: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor, wb: torch.Tensor) -> torch.Tensor:
-        """Every model's gradient, ``(S, P)``, of its loss on its batch: row ``s`` of ``xb``, ``yb``, ``wb``.
-
-        The forward pass is vmapped; the backward pass is ordinary autograd through the batched
-        operations, of the *sum* of the ``S`` losses. The models share no parameters, so row ``s`` of
-        that gradient is model ``s``'s own gradient (bit for bit what ``vmap(grad(loss))`` returns,
-        with less per-step overhead).
-        """
-        with torch.enable_grad():
-            leaf = flat.detach().requires_grad_()
-            (gradient,) = torch.autograd.grad(self._losses(leaf, xb, yb, wb).sum(), leaf)
-        return gradient
-
-    def logits(self, flat: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
-        """One model's logits: ``flat`` is its ``(P,)`` row of the stack."""
-        parts = zip(self.names, torch.split(flat, self.numels), self.shapes, strict=True)
-        params = {name: part.view(shape) for name, part, shape in parts}
-        out: torch.Tensor = functional_call(self.template, params, (xb,))
-        return out
-
-    def _loss(self, flat: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor, wb: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy weighted per row: ``1 / rows`` on a batch's real rows, 0 on its padding.
-
-        ``-log_softmax`` at the label is what ``cross_entropy(reduction="none")`` computes, bit for bit;
-        written out, it avoids the slower decomposition of ``nll_loss`` under ``vmap``.
-        """
-        log_probs = self.logits(flat, xb).log_softmax(dim=-1)
-        return -(log_probs.gather(-1, yb.unsqueeze(-1)).squeeze(-1) * wb).sum()
-
-    def write_back(self, models: Sequence[nn.Module]) -> None:
-        """Copy each model's row of the stack into its parameters."""
-        with torch.no_grad():
-            for model, row in zip(models, self.flat, strict=True):
-                for p, part in zip(model.parameters(), torch.split(row, self.numels), strict=True):
-                    p.copy_(part.view_as(p))
-                    p.grad = None
-
-
 def _train_stacked(
     models: Sequence[nn.Module],
     x: torch.Tensor,
@@ -260,8 +214,8 @@ def _train_stacked(
     first: int,
 ) -> None:
     """Train ``models`` (models ``first, first + 1, ...`` of the group) together, in place."""
-    stack = _ParameterStack(models)
-    optimizer = _StackedOptimizer(stack.flat, recipe)
+    stack = stack_models(models, x)
+    optimizer = RowOptimizer(stack.flat, recipe)
     rows = [kept.nonzero().squeeze(1) for kept in keep.cpu()]  # the shuffling happens on the CPU, as in fit
     counts = torch.tensor([len(r) for r in rows])
     steps = (counts + recipe.batch_size - 1) // recipe.batch_size  # steps per epoch of each model
@@ -275,16 +229,18 @@ def _train_stacked(
     position = torch.arange(recipe.batch_size)
     weights = torch.where(position < sizes[..., None], 1.0 / sizes.clamp(min=1)[..., None], 0.0)
     weights = weights.to(device=x.device, dtype=stack.flat.dtype)
-    active = (sizes > 0).to(x.device)
+    active = (sizes > 0).tolist()  # active[s][t]: model s takes step t of every epoch
     with seeded(derive_seed(seed, "vectorised", first)):  # dropout draws: per model, not fit's
         for _ in range(recipe.epochs):
             index = _epoch_rows(rows, generators, n_steps * recipe.batch_size).to(x.device)
             index = index.view(len(models), n_steps, recipe.batch_size)
             for t in range(n_steps):
-                batch = index[:, t]
-                gradients = stack.gradients(stack.flat, x[batch], y[batch], weights[:, t])
-                optimizer.step(stack.flat, gradients, None if t < all_active else active[:, t])
-    stack.write_back(models)
+                batch = index[:, t].reshape(-1)  # index_select: several times faster than x[index[:, t]]
+                xb = x.index_select(0, batch).view(len(models), recipe.batch_size, *x.shape[1:])
+                yb = y.index_select(0, batch).view(len(models), recipe.batch_size)
+                gradients = stack.gradients(stack.flat, xb, yb, weights[:, t])
+                optimizer.step(gradients, None if t < all_active else [steps_of_s[t] for steps_of_s in active])
+    stack.write_back()
 
 
 def _epoch_rows(rows: Sequence[torch.Tensor], generators: Sequence[torch.Generator], width: int) -> torch.Tensor:
@@ -297,62 +253,3 @@ def _epoch_rows(rows: Sequence[torch.Tensor], generators: Sequence[torch.Generat
     for s, (kept, generator) in enumerate(zip(rows, generators, strict=True)):
         index[s, : len(kept)] = kept[torch.randperm(len(kept), generator=generator)]
     return index
-
-
-class _StackedOptimizer:
-    """torch.optim's Adam, AdamW and SGD (single-tensor arithmetic) on stacked parameters.
-
-    Row ``s`` of the ``(S, P)`` parameter stack is updated exactly as a torch.optim optimizer built
-    by :func:`~interplay.training.make_optimizer` would update model ``s``'s parameters, each row
-    with its own step counter (Adam's bias corrections), so a row can skip steps.
-    """
-
-    def __init__(self, flat: torch.Tensor, recipe: TrainingRecipe) -> None:
-        self.kind = recipe.optimizer
-        self.lr = recipe.lr
-        self.weight_decay = recipe.weight_decay
-        self.momentum = recipe.momentum
-        self.steps = torch.zeros(len(flat), dtype=torch.float64, device=flat.device)
-        self.state: list[torch.Tensor] = []
-        if self.kind in ("adam", "adamw"):
-            self.state = [torch.zeros_like(flat), torch.zeros_like(flat)]  # exp_avg, exp_avg_sq
-        elif self.momentum != 0:
-            self.state = [torch.zeros_like(flat)]  # momentum buffer: 0 * momentum + g is torch's first clone(g)
-
-    def step(self, params: torch.Tensor, grads: torch.Tensor, active: torch.Tensor | None = None) -> None:
-        """Update ``params`` in place; with ``active`` (bool ``(S,)``) only those rows and their state change."""
-        saved = None if active is None else [t.clone() for t in (params, *self.state)]
-        self.steps += 1 if active is None else active
-        if self.kind == "sgd":
-            self._sgd(params, grads)
-        else:
-            self._adam(params, grads)
-        if saved is not None and active is not None:
-            keep_new = active[:, None]
-            for tensor, old in zip((params, *self.state), saved, strict=True):
-                torch.where(keep_new, tensor, old, out=tensor)
-
-    def _sgd(self, params: torch.Tensor, grads: torch.Tensor) -> None:
-        if self.weight_decay != 0:
-            grads = grads.add(params, alpha=self.weight_decay)
-        if self.momentum != 0:
-            buffer = self.state[0]
-            buffer.mul_(self.momentum).add_(grads)  # dampening 0, no Nesterov: torch.optim.SGD's defaults
-            grads = buffer
-        params.add_(grads, alpha=-self.lr)
-
-    def _adam(self, params: torch.Tensor, grads: torch.Tensor) -> None:
-        beta1, beta2 = _ADAM_BETAS
-        exp_avg, exp_avg_sq = self.state
-        if self.weight_decay != 0:
-            if self.kind == "adamw":
-                params.mul_(1 - self.lr * self.weight_decay)
-            else:
-                grads = grads.add(params, alpha=self.weight_decay)
-        exp_avg.lerp_(grads, 1 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(grads, grads, value=1 - beta2)
-        steps = self.steps.clamp(min=1)  # a row that never stepped is restored by the caller anyway
-        step_size = (self.lr / (1 - beta1**steps)).to(params.dtype)[:, None]
-        bias_correction2_sqrt = (1 - beta2**steps).sqrt().to(params.dtype)[:, None]
-        denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(_ADAM_EPS)
-        params.addcdiv_(exp_avg * -step_size, denom)
