@@ -11,8 +11,10 @@ from interplay.registry import PluginSpec, RiskSpec, hookimpl
 
 from .datasets import specs as datasets
 from .evasion import specs as evasion
+from .fairness import specs as fairness
 from .models import specs as models
 from .ownership import specs as ownership
+from .poisoning import specs as poisoning
 from .privacy import specs as privacy
 
 RISKS = [
@@ -66,7 +68,15 @@ RISKS = [
     ),
 ]
 
-PLUGINS = [*datasets.SPECS, *models.SPECS, *evasion.SPECS, *ownership.SPECS, *privacy.SPECS]
+PLUGINS = [
+    *datasets.SPECS,
+    *models.SPECS,
+    *evasion.SPECS,
+    *poisoning.SPECS,
+    *ownership.SPECS,
+    *privacy.SPECS,
+    *fairness.SPECS,
+]
 
 
 @hookimpl

@@ -1,0 +1,1 @@
+"""Fairness (F): group-fairness metrics and the adversarial-debiasing defense (FD1)."""

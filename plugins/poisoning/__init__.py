@@ -1,0 +1,1 @@
+"""Poisoning (S2): the BadNets backdoor attack, its metrics, and the outlier-removal defense (SD2)."""
