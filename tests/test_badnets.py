@@ -212,7 +212,11 @@ def test_pipeline_records_the_poisoning_metrics(tmp_path: Path) -> None:
                     "seeds": [0],
                     "device": "cpu",
                 },
-                "defenses": [{"name": "dp_sgd", "params": {"noise_multiplier": 1.0, "epochs": 2}}],
+                "defenses": [
+                    {"name": "dp_sgd", "params": {"noise_multiplier": 1.0, "epochs": 2}},
+                    {"chain": [{"name": "outlier_removal", "params": {"percent": 20}}, "adversarial_training"],
+                     "id": "removal+at"},
+                ],
                 "attacks": [
                     {
                         "name": "badnets",
@@ -230,7 +234,7 @@ def test_pipeline_records_the_poisoning_metrics(tmp_path: Path) -> None:
     summary = Runner(pipeline, out=tmp_path, progress=False).run()
     assert summary.failed == 0, [r.error for r in summary.rows if r.error][:1]
     values = {(r.defense, r.value_name): r.value for r in summary.rows}
-    assert {d for d, _ in values} == {"none", "dp_sgd"}
+    assert {d for d, _ in values} == {"none", "dp_sgd", "removal+at"}
     assert values[("none", "backdoor_success_rate")] > 0.8  # the baseline trains on the poisoned data
     assert values[("none", "clean_model_success_rate")] < 0.2  # the attack's clean reference model
     assert values[("none", "poisoned_clean_accuracy")] > 0.8
@@ -239,3 +243,6 @@ def test_pipeline_records_the_poisoning_metrics(tmp_path: Path) -> None:
     assert cells[("dp_sgd", "backdoor_success_rate")]["risk"] == "S2"
     assert not cells[("dp_sgd", "backdoor_success_rate")]["intended"]
     assert cells[("dp_sgd", "poisoned_clean_accuracy")]["utility"]
+    # poisoned data -> outlier removal -> adversarial training: the chain removes the backdoor's rows first
+    assert values[("removal+at", "backdoor_success_rate")] < values[("none", "backdoor_success_rate")] - 0.3
+    assert cells[("removal+at", "backdoor_success_rate")]["intended"]
