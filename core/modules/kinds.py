@@ -13,7 +13,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from ..errors import ArtifactError, PluginError
+from ..errors import ArtifactError, ConfigError, PluginError
 from .base import Module, _require
 
 if TYPE_CHECKING:
@@ -190,6 +190,22 @@ class Defense(_Guarded):
             data: The task, for post-hoc defenses that need data.
             context: Seed, device, architecture and training recipe.
         """
+
+    def require_training_context(self, context: RunContext | None) -> RunContext:
+        """Return ``context`` when it can train the scenario's architecture; raise a clear error otherwise.
+
+        For defenses that train a model: ``context`` must name a model factory.
+
+        Raises:
+            ConfigError: When ``context`` is missing or has no model factory (field ``context.model``).
+        """
+        if context is None or context.model is None:
+            raise ConfigError(
+                f"defense {self.name!r} trains the scenario's architecture: pass a RunContext with a model "
+                "factory, e.g. RunContext(model=interplay.get_registry().create('mlp'))",
+                path="context.model",
+            )
+        return context
 
     @classmethod
     def rebuild(cls, module: torch.nn.Module, info: dict[str, Any]) -> torch.nn.Module:

@@ -16,7 +16,6 @@ from torch.nn import functional as F
 
 from interplay import Defense
 from interplay.artifacts import TaskData, TrainedModel
-from interplay.errors import ConfigError
 
 from ._pgd import PGDParams, evaluation_mode, pgd
 
@@ -104,12 +103,7 @@ class AdversarialTraining(Defense):
         Raises:
             ConfigError: When ``context`` is missing or names no model factory.
         """
-        if context is None or context.model is None:
-            raise ConfigError(
-                f"defense {self.name!r} trains the scenario's architecture: pass a RunContext with a model "
-                "factory, e.g. RunContext(model=interplay.get_registry().create('mlp'))",
-                path="context.model",
-            )
+        context = self.require_training_context(context)
         params = self.params
         indices = target.partition.defender if target.partition is not None else None
         return context.train(

@@ -15,7 +15,7 @@ from pydantic import Field
 from interplay import Defense, Params
 from interplay._seeding import derive_seed
 from interplay.artifacts import LabeledData, TaskData, TrainedModel
-from interplay.errors import ArtifactError, ConfigError
+from interplay.errors import ArtifactError
 
 from ._adversary import Fairness, train_debiased
 
@@ -124,12 +124,7 @@ class AdversarialDebiasing(Defense):
             ArtifactError: When the defender's rows are empty, have no sensitive attribute, lack one
                 ``attributes`` names, or an attribute takes a single value there.
         """
-        if context is None or context.model is None:
-            raise ConfigError(
-                f"defense {self.name!r} trains the scenario's architecture: pass a RunContext with a model "
-                "factory, e.g. RunContext(model=interplay.get_registry().create('mlp'))",
-                path="context.model",
-            )
+        context = self.require_training_context(context)
         params = self.params
         rows = target.defender_train
         if len(rows) == 0:

@@ -32,7 +32,7 @@ from pydantic import Field
 
 from interplay.artifacts import LabelOnlyAccess, MetricValue, SurrogateModel, TaskData, TrainedModel, fingerprint
 from interplay.context import Memo, RunContext
-from interplay.errors import ArtifactError, ConfigError
+from interplay.errors import ArtifactError
 from interplay.modules import Defense, Metric, Params
 
 from ._boundary import NORMS, blind_walk_distances, mingd_distances
@@ -80,12 +80,7 @@ class DatasetInference(Defense):
         Raises:
             ConfigError: When ``context`` is missing or names no model factory.
         """
-        if context is None or context.model is None:
-            raise ConfigError(
-                f"defense {self.name!r} trains the scenario's architecture: pass a RunContext with a model "
-                "factory, e.g. RunContext(model=interplay.get_registry().create('mlp'))",
-                path="context.model",
-            )
+        context = self.require_training_context(context)
         indices = target.partition.defender if target.partition is not None else None
         private = target.defender_train
         return context.train(
@@ -205,8 +200,15 @@ class _DatasetInferenceMetric(Metric):
                 for norm in NORMS:
                     per_norm.append(
                         mingd_distances(
-                            module, x, model.num_classes, norm=norm, step=steps[norm],
-                            iterations=p.mingd_iterations, l1_k=p.l1_k, l1_gap=p.l1_gap, **bounds,
+                            module,
+                            x,
+                            model.num_classes,
+                            norm=norm,
+                            step=steps[norm],
+                            iterations=p.mingd_iterations,
+                            l1_k=p.l1_k,
+                            l1_gap=p.l1_gap,
+                            **bounds,
                         ).cpu()
                     )
         else:
@@ -216,8 +218,15 @@ class _DatasetInferenceMetric(Metric):
                 generator = context.generator("metric", "dataset_inference", "walk", norm)
                 per_norm.append(
                     blind_walk_distances(
-                        labels.predict, x, y, norm=norm, scale=scales[norm], starts=p.walk_starts,
-                        steps=p.walk_steps, generator=generator, **bounds,
+                        labels.predict,
+                        x,
+                        y,
+                        norm=norm,
+                        scale=scales[norm],
+                        starts=p.walk_starts,
+                        steps=p.walk_steps,
+                        generator=generator,
+                        **bounds,
                     ).cpu()
                 )
         return torch.stack(per_norm, dim=-1)
@@ -239,7 +248,10 @@ class _DatasetInferenceMetric(Metric):
         regressor = train_regressor(
             features(victim_private[:n_reg_private], sort=sort, mean=mean, std=std),
             features(victim_public[:n_reg_public], sort=sort, mean=mean, std=std),
-            kind=p.regressor, hidden=p.regressor_hidden, epochs=p.regressor_epochs, lr=p.regressor_lr,
+            kind=p.regressor,
+            hidden=p.regressor_hidden,
+            epochs=p.regressor_epochs,
+            lr=p.regressor_lr,
             generator=context.generator("metric", "dataset_inference", "regressor"),
         )
 
@@ -248,7 +260,10 @@ class _DatasetInferenceMetric(Metric):
                 s_private = regressor(features(embedded_private[n_reg_private:], sort=sort, mean=mean, std=std))
                 s_public = regressor(features(embedded_public[n_reg_public:], sort=sort, mean=mean, std=std))
             return welch_greater(
-                s_private.squeeze(-1), s_public.squeeze(-1), m=p.m, repetitions=p.repetitions,
+                s_private.squeeze(-1),
+                s_public.squeeze(-1),
+                m=p.m,
+                repetitions=p.repetitions,
                 generator=context.generator("metric", "dataset_inference", "test", label),
             )
 

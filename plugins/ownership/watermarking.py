@@ -23,7 +23,6 @@ from torch.nn import functional as F
 
 from interplay import Defense, Params
 from interplay.artifacts import TaskData, TrainedModel
-from interplay.errors import ConfigError
 
 from ._triggers import DEFAULT_TRIGGER_SIZE, INFO_SEED, INFO_SIZE, default_trigger_seed, trigger_set
 
@@ -115,12 +114,7 @@ class Watermarking(Defense):
             ConfigError: When ``context`` is missing or names no model factory.
             ArtifactError: When the task's inputs are neither tabular rows nor images.
         """
-        if context is None or context.model is None:
-            raise ConfigError(
-                f"defense {self.name!r} trains the scenario's architecture: pass a RunContext with a model "
-                "factory, e.g. RunContext(model=interplay.get_registry().create('mlp'))",
-                path="context.model",
-            )
+        context = self.require_training_context(context)
         params = self.params
         seed = params.trigger_seed if params.trigger_seed is not None else default_trigger_seed(context)
         x_wm, y_wm = trigger_set(seed, params.trigger_size, target.input_shape, target.num_classes)

@@ -315,12 +315,7 @@ class DPSGD(Defense):
             ConfigError: When ``context`` is missing or names no model factory, or the recipe has no epochs.
             ArtifactError: When the defender's share of the task is empty.
         """
-        if context is None or context.model is None:
-            raise ConfigError(
-                f"defense {self.name!r} trains the scenario's architecture: pass a RunContext with a model "
-                "factory, e.g. RunContext(model=interplay.get_registry().create('mlp'))",
-                path="context.model",
-            )
+        context = self.require_training_context(context)
         params = self.params
         rows = target.defender_train
         if len(rows) == 0:
