@@ -259,3 +259,14 @@ def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
         main([])
     assert info.value.code == 2
     assert "usage: interplay" in capsys.readouterr().err
+
+
+def test_report_prints_bracketed_value_names_as_they_are(capsys: pytest.CaptureFixture[str]) -> None:
+    from interplay.cli.format import report_tables
+
+    stats = {"mean": 0.6, "stderr": 0.01, "n": 3}
+    cell = {"defense": "none", "attack": "attribute_inference", "metric": "attribute_auc[race]", "risk": "P2",
+            "baseline": stats, "defended": stats, "delta": None, "p_value": None, "status": "ok",
+            "susceptibility": None, "intended": False}  # fmt: skip
+    report_tables({"cells": [cell], "alpha": 0.05, "test": "paired t-test"}, {}, title="t")
+    assert "attribute_auc[race]" in capsys.readouterr().out  # rich would read "[race]" as a style tag

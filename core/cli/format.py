@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..pipeline import Pipeline
@@ -30,7 +31,7 @@ def plugins_table(specs: Sequence[PluginSpec], errors: Sequence[PluginLoadError]
         table.add_column(column, overflow="fold")
     for spec in specs:
         flow = f"{spec.input or ''} -> {spec.output or ''}" if (spec.input or spec.output) else ""
-        table.add_row(spec.name, spec.kind, ",".join(spec.risks), flow, spec.distribution, spec.summary)
+        _add_row(table, spec.name, spec.kind, ",".join(spec.risks), flow, spec.distribution, spec.summary)
     console.print(table)
     if errors:
         console.print(f"[bold red]{len(errors)} plugin error(s):[/]")
@@ -47,7 +48,7 @@ def risks_table(risks: Sequence[RiskSpec]) -> None:
     for column in ("id", "name", "family", "distribution"):
         table.add_column(column)
     for risk in risks:
-        table.add_row(risk.id, risk.name, risk.family, risk.distribution)
+        _add_row(table, risk.id, risk.name, risk.family, risk.distribution)
     _console().print(table)
 
 
@@ -67,7 +68,7 @@ def matrix_table(pipeline: Pipeline, resolution: Resolution, risks: dict[str, Ri
             cells = [c for c in resolution.cells if c.defense == plan.label and c.risk == risk]
             marks = [f"{INTENDED + ' ' if c.intended else ''}{c.attack}/{c.metric}" for c in cells]
             row.append("\n".join(marks) if marks else "-")
-        table.add_row(*row)
+        _add_row(table, *row)
     console.print(table)
     intended = sum(c.intended for c in resolution.cells)
     unintended = sum(not c.intended and c.defense != "none" for c in resolution.cells)
@@ -140,7 +141,7 @@ def report_tables(report: dict[str, Any], risks: dict[str, RiskSpec], *, title: 
             for risk in columns:
                 text = _ARROWS.get(row.get(risk, ""), "-")
                 values.append(f"{INTENDED} {text}" if (defense, risk) in intended and risk in row else text)
-            table.add_row(defense, *values)
+            _add_row(table, defense, *values)
         console.print(table)
     detail = Table(title="cells (mean ± standard error over seeds)", title_justify="left")
     for column in ("defense", "attack", "metric", "risk", "baseline", "defended", "delta", "p", "susceptibility"):
@@ -154,7 +155,8 @@ def report_tables(report: dict[str, Any], risks: dict[str, RiskSpec], *, title: 
             else ("" if cell["defense"] == "none" else _ARROWS.get(cell["susceptibility"], "(utility)"))
         )
         mark = f"{INTENDED} " if cell["intended"] else ""
-        detail.add_row(
+        _add_row(
+            detail,
             f"{mark}{cell['defense']}",
             cell["attack"],
             cell["metric"],
@@ -173,3 +175,8 @@ def report_tables(report: dict[str, Any], risks: dict[str, RiskSpec], *, title: 
         f"{INTENDED} intended interaction (the defense targets the risk); significance at "
         f"p < {report['alpha']} ({report['test']})."
     )
+
+
+def _add_row(table: Table, *cells: str) -> None:
+    """Add a row whose text is printed as it is: names like ``attribute_auc[race]`` are not rich markup."""
+    table.add_row(*(escape(cell) for cell in cells))
