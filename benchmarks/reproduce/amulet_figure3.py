@@ -12,7 +12,7 @@ numbers as AMULET's Table 8 (10 runs); the paper's text quotes CENSUS ``Acc_te``
 the defender's rows it kept. Needs UCI Adult under ``INTERPLAY_DATA``.
 
     python benchmarks/reproduce/amulet_figure3.py [--seeds 5] [--percents 10 20 30 40]
-        [--remove lowest|highest] [--out runs/amulet_figure3_census]
+        [--remove lowest|highest] [--out runs/amulet_figure3_census_<remove>]
 
 ``--remove highest`` follows the paper's wording ("deleting records with the highest Shapley values");
 the default, ``lowest``, is the defense's default (docs/poisoning.md, "Outlier removal").
@@ -51,7 +51,12 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--percents", type=float, nargs="+", default=[10, 20, 30, 40])
     parser.add_argument("--remove", choices=("lowest", "highest"), default="lowest", help="outlier_removal's remove")
     parser.add_argument("--epochs", type=int, help="override the pipeline's training epochs")
-    parser.add_argument("--out", default=str(ROOT / "runs" / "amulet_figure3_census"))
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="run directory (default runs/amulet_figure3_census_<remove>); one per --remove: Acc_te(M_def) tells "
+        "the defended models apart by how many rows they kept, which both directions share",
+    )
     parser.add_argument("--device", default=None)
     return parser.parse_args()
 
@@ -114,7 +119,7 @@ def main() -> None:
     if args.epochs:
         document["scenario"]["training"]["epochs"] = args.epochs
     pipeline = validate_plugins(Pipeline.from_dict(document))
-    out = Path(args.out)
+    out = Path(args.out or ROOT / "runs" / f"amulet_figure3_census_{args.remove}")
     summary = Runner(pipeline, out=out, device=args.device).run()
     accuracy = _test_accuracies(pipeline, out, args.percents)
 
