@@ -32,6 +32,8 @@ def test_quickstart_runs_and_reports_the_interactions(tmp_path: Path, capsys: py
         assert not cell["intended"] and cell["risk"] == "S3" and cell["status"] == "ok"
         assert cell["defended"]["n"] == 3
     assert cells[("adversarial_training", "pgd", "clean_accuracy")]["susceptibility"] == "n/a"  # a utility reference
+    # the README's abridged output: exactly these metrics, none attached by default from other families
+    assert {m for d, a, m in cells if a == "model_extraction"} == {"fidelity", "correct_fidelity", "surrogate_accuracy"}
 
     pipeline = load_pipeline(REPO / "examples" / "quickstart.yaml")
     with sqlite3.connect(out / "results.sqlite") as db:
