@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import html
 import json
 import math
+import re
 import sqlite3
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ from interplay.artifacts import AdversarialExamples, TaskData, TrainedModel
 from interplay.cli import main
 from interplay.pipeline import validate_plugins
 from interplay.registry import Registry, reset_registry
-from interplay.runner import Runner, build_report
+from interplay.runner import Runner, build_report, interaction_matrix, render_html
 from interplay.runner.report import paired_test, summarise, verdict
 from interplay.runner.store import ResultRow
 
@@ -217,6 +220,12 @@ def test_report_command_reprints_the_store(
         assert "interaction matrix" in text and "longer_training" in text
         assert "longer_training: epochs_used=6, schedule=constant" in " ".join(text.split())
         assert printed["models"] == summary.report["models"]
+        page = tmp_path / "again.html"
+        assert main(["report", str(tmp_path), "--html", str(page)]) == 0
+        capsys.readouterr()
+        assert page.read_text(encoding="utf-8") == render_html(
+            summary.report, title=str(tmp_path), risk_names={r: s.name for r, s in registry.risks.items()}
+        )
         assert main(["report", str(tmp_path / "missing")]) == 2
     finally:
         reset_registry(None)
@@ -276,3 +285,44 @@ def test_report_statistics_by_hand() -> None:
     assert math.isclose(cell["delta"], 0.5333, rel_tol=1e-3)
     assert cell["significant"] and cell["susceptibility"] == "raised"
     assert cell["baseline"]["mean"] == 2.0
+
+
+def test_every_run_writes_a_self_contained_html_report(registry: Registry, tmp_path: Path) -> None:
+    summary = Runner(make_pipeline(registry, seeds=[0, 1]), out=tmp_path, registry=registry, progress=False).run()
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    parser = _Tags()
+    parser.feed(page)
+    parser.close()
+    assert parser.balanced, parser.stack  # every table, row and cell closed
+    assert "<table class=\"heatmap\">" in page and page.startswith("<!DOCTYPE html>")
+    outcome = interaction_matrix(summary.report)["longer_training"]
+    for risk, moved in outcome.items():
+        assert f'<td class="{moved}"' in page, risk  # each defense x risk outcome is a coloured cell
+    for cell in summary.report["cells"]:
+        assert f"<td>{html.escape(cell['metric'])}</td>" in page
+    assert not re.search(r"(src|href)=", page)  # nothing loaded from anywhere: no network, no files
+    assert "<script" not in page
+
+
+class _Tags(HTMLParser):
+    """Checks that the table elements of a page open and close in order."""
+
+    TRACKED = {"html", "head", "body", "table", "tr", "td", "th", "p", "h1", "h2", "style", "title"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.balanced = True
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.TRACKED:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.TRACKED:
+            self.balanced = self.balanced and bool(self.stack) and self.stack.pop() == tag
+
+    def close(self) -> None:
+        super().close()
+        self.balanced = self.balanced and not self.stack
+

@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="print the report of a run directory from its result store")
     report.add_argument("directory", help="run directory")
     report.add_argument("--json", action="store_true", help="print JSON")
+    report.add_argument("--html", metavar="OUT", help="also write the report as a self-contained HTML page to OUT")
     report.set_defaults(handler=commands.report)
 
     check = sub.add_parser("check-plugin", help="run the conformance kit on one plugin")

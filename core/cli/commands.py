@@ -152,6 +152,13 @@ def report(args: argparse.Namespace) -> int:
     finally:
         store.close()
     built = build_report(rows)
+    if args.html:
+        from ..runner import render_html
+
+        risk_names = {risk_id: risk.name for risk_id, risk in get_registry().risks.items()}
+        Path(args.html).write_text(
+            render_html(built, title=str(args.directory), risk_names=risk_names), encoding="utf-8"
+        )
     if args.json:
         _print_json(built)
         return 0

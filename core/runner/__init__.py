@@ -1,6 +1,7 @@
 """Running pipelines: the engine, the run directory's store and model cache, and the report."""
 
 from .engine import Runner, RunSummary, run_pipeline
+from .html import render_html
 from .report import build_report, interaction_matrix
 from .store import ModelCache, ResultRow, ResultStore
 
@@ -12,5 +13,6 @@ __all__ = [
     "Runner",
     "build_report",
     "interaction_matrix",
+    "render_html",
     "run_pipeline",
 ]

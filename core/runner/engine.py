@@ -26,6 +26,7 @@ from ..pipeline import AttackEntry, Pipeline, PluginRef
 from ..recipe import TrainingRecipe
 from ..registry import ArtifactTypes, Registry, get_registry
 from ..resolver import BASELINE, Cell, Resolution, resolve
+from .html import render_html
 from .progress import Progress
 from .report import build_report
 from .store import ModelCache, ResultRow, ResultStore, environment
@@ -299,6 +300,9 @@ class Runner:
                     progress.advance(len(cells))
         report = build_report(rows)
         (self.out / "report.json").write_text(json.dumps(report, indent=2))
+        risk_names = {risk_id: risk.name for risk_id, risk in self.registry.risks.items()}
+        page = render_html(report, title=self.pipeline.name or str(self.out), risk_names=risk_names)
+        (self.out / "report.html").write_text(page, encoding="utf-8")
         store.finish_run(run_id, "failed" if any(r.status != "ok" for r in rows) else "completed")
         store.close()
         return RunSummary(run_id=run_id, out=self.out, rows=rows, report=report, resolution=resolution)
