@@ -32,9 +32,10 @@ _WORDS = {
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0 2em; }
-th, td { border: 1px solid #bbb; padding: 0.3em 0.6em; text-align: left; }
+th, td { border: 1px solid #bbb; padding: 0.3em 0.6em; text-align: left; white-space: nowrap; }
 th { background: #f4f4f4; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.failed, span.failed { color: #fff; }
 table.heatmap td { text-align: center; min-width: 8em; font-weight: 600; }
 .legend span { display: inline-block; padding: 0.2em 0.6em; margin-right: 0.4em; }
 p.note { color: #555; }
@@ -98,7 +99,8 @@ def _heatmap(report: dict[str, Any], risks: list[str], names: dict[str, str]) ->
         rows.append("</tr>")
     rows.append("</table>")
     legend = "".join(
-        f'<span style="background:{colour}">{escape(_WORDS[outcome])}</span>' for outcome, colour in _COLOURS.items()
+        f'<span class="{outcome}" style="background:{colour}">{escape(_WORDS[outcome])}</span>'
+        for outcome, colour in _COLOURS.items()
     )
     rows.append(f'<p class="legend">susceptibility against the baseline: {legend}</p>')
     return "\n".join(rows)
