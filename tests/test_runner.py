@@ -6,11 +6,14 @@ import html
 import json
 import math
 import re
+import shutil
 import sqlite3
+import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -20,6 +23,7 @@ from interplay.cli import main
 from interplay.pipeline import validate_plugins
 from interplay.registry import Registry, reset_registry
 from interplay.runner import Runner, build_report, interaction_matrix, render_html
+from interplay.runner.html import _COLOURS
 from interplay.runner.report import paired_test, summarise, verdict
 from interplay.runner.store import ResultRow
 
@@ -302,6 +306,36 @@ def test_every_run_writes_a_self_contained_html_report(registry: Registry, tmp_p
         assert f"<td>{html.escape(cell['metric'])}</td>" in page
     assert not re.search(r"(src|href)=", page)  # nothing loaded from anywhere: no network, no files
     assert "<script" not in page
+
+
+_CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(_CHROMIUM is None, reason="needs a headless chromium (.ci/run installs Debian's)")
+def test_html_report_renders_in_headless_chromium(registry: Registry, tmp_path: Path) -> None:
+    summary = Runner(make_pipeline(registry, seeds=[0, 1]), out=tmp_path, registry=registry, progress=False).run()
+    url = (tmp_path / "report.html").resolve().as_uri()
+    browser = [str(_CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1200,900"]
+    dom = subprocess.run([*browser, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert '<table class="heatmap">' in dom and "longer_training" in dom  # the browser parsed the page we wrote
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    blank = tmp_path / "blank.html"  # the same page with the heatmap's cells uncoloured; the legend stays
+    blank.write_text(re.sub(r'<td class="\w+" style="background:#\w+">', "<td>", page), encoding="utf-8")
+    for outcome in interaction_matrix(summary.report)["longer_training"].values():
+        colour = tuple(bytes.fromhex(_COLOURS[outcome].lstrip("#")))
+        painted = _pixels(browser, url, colour, tmp_path / "report.png")
+        unpainted = _pixels(browser, blank.resolve().as_uri(), colour, tmp_path / "blank.png")
+        assert painted - unpainted > 500, outcome  # the heatmap cell is drawn in its outcome's colour
+
+
+def _pixels(browser: list[str], url: str, colour: tuple[int, ...], shot: Path) -> int:
+    """How many pixels of ``url``'s screenshot have exactly ``colour`` (RGB)."""
+    from PIL import Image  # Pillow comes with torchvision
+
+    subprocess.run([*browser, f"--screenshot={shot}", url], capture_output=True, timeout=120, check=True)
+    with Image.open(shot) as image:
+        rgb = torch.from_numpy(np.asarray(image.convert("RGB")).copy())
+    return int((rgb == torch.tensor(colour, dtype=torch.uint8)).all(dim=-1).sum())
 
 
 class _Tags(HTMLParser):
