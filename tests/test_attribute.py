@@ -11,11 +11,10 @@ from interplay.artifacts import AttributeGuesses, LabeledData, MetricValue, Quer
 from interplay.context import RunContext
 from interplay.errors import ArtifactError, ConfigError
 from interplay.modules import Dataset, ModelFactory
+from interplay.plugins.privacy._attack_mlps import NetSpec, train_stacked
 from interplay.plugins.privacy.attribute import (
     AttributeInference,
     WhiteBoxAttributeInference,
-    _NetSpec,
-    _train_stacked,
     gmean_threshold,
 )
 from interplay.plugins.privacy.attribute_metrics import AttributeAccuracy, AttributeAUC, AttributeBalancedAccuracy
@@ -148,12 +147,12 @@ def test_stacked_models_train_as_if_alone() -> None:
     x = torch.rand(300, 3, generator=generator)
     z = torch.stack([torch.randint(0, 2, (300,), generator=generator), (x[:, 0] > 0.5).long()])
     # alone, model 0 (random labels) stops after 11 epochs, model 1 (a learnable rule) after 63
-    spec = _NetSpec(hidden=(8,), outputs=1, init="glorot", alpha=1e-3, lr=1e-2, batch_size=50, max_epochs=100,
+    spec = NetSpec(hidden=(8,), outputs=1, init="glorot", alpha=1e-3, lr=1e-2, batch_size=50, max_epochs=100,
                     tol=1e-3, patience=2)  # fmt: skip
 
     def train(rows: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         init = [torch.Generator().manual_seed(10 + a) for a in rows]
-        return _train_stacked(spec, x, z[rows], init=init, order=torch.Generator().manual_seed(1), device="cpu")
+        return train_stacked(spec, x, z[rows], init=init, order=torch.Generator().manual_seed(1), device="cpu")
 
     together = train([0, 1])
     for a in (0, 1):

@@ -35,8 +35,6 @@ The two attacks:
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Self
 
@@ -59,7 +57,9 @@ from interplay.context import Memo, RunContext
 from interplay.errors import ArtifactError, ConfigError
 from interplay.modules import Attack, Params
 
+from ._kl_test import kl_test
 from ._meta_classifier import PermutationInvariantNetwork, layer_shapes, linear_layers, weight_features
+from ._property_samples import draw_samples, max_sample_size
 from ._shadows import train_models
 
 __all__ = [
@@ -75,8 +75,6 @@ SHADOW_SALT = "distribution_shadows"
 """Seed salt of the shadow models and of the adversary's row split (shared by both attacks)."""
 VICTIM_SALT = "distribution_victims"
 """Seed salt of the victim models (shared by both attacks, so they attack the same victims)."""
-KL_EPS = 1e-6
-"""Probabilities are clipped to ``[KL_EPS, 1 - KL_EPS]`` before the logarithms of the KL divergence."""
 QUERY_CHUNK = 2048
 
 
@@ -112,47 +110,6 @@ class DistributionParams(Params):
         if r0 == r1:
             raise ValueError(f"the two ratios must differ, got {self.ratios}")
         return self
-
-
-# --------------------------------------------------------------------------------------------- sampling
-
-
-def _ones(n: int, ratio: float) -> int:
-    """Rows with attribute 1 in a sample of ``n`` rows at ``ratio`` (rounded half up)."""
-    return math.floor(ratio * n + 0.5)
-
-
-def max_sample_size(n0: int, n1: int, ratios: Sequence[float]) -> int:
-    """Largest sample size every ratio allows from ``n0`` rows with attribute 0 and ``n1`` with attribute 1.
-
-    Examples:
-        >>> max_sample_size(900, 100, (0.1, 0.9))
-        111
-    """
-    best = n0 + n1
-    for ratio in ratios:
-        limits = [float(n0 + n1)]
-        if ratio > 0:
-            limits.append(n1 / ratio)
-        if ratio < 1:
-            limits.append(n0 / (1 - ratio))
-        n = min(n0 + n1, math.floor(min(limits)) + 1)  # rounding may admit one row past the real-valued limit
-        while n > 0 and (_ones(n, ratio) > n1 or n - _ones(n, ratio) > n0):
-            n -= 1
-        best = min(best, n)
-    return best
-
-
-def _draw(
-    groups: tuple[torch.Tensor, torch.Tensor], ratio: float, n: int, count: int, gen: torch.Generator
-) -> torch.Tensor:
-    """``count`` random samples of ``n`` positions at ``ratio``, shape ``(count, n)``, each row sorted."""
-    k1 = _ones(n, ratio)
-    picks = []
-    for group, k in ((groups[1], k1), (groups[0], n - k1)):
-        order = torch.rand(count, len(group), generator=gen).argsort(dim=1)[:, :k]
-        picks.append(group[order])
-    return torch.cat(picks, dim=1).sort(dim=1).values
 
 
 @dataclass(frozen=True)
@@ -262,7 +219,7 @@ class _DistributionAttack(Attack):
         generator = context.generator(VICTIM_SALT, "rows")
         models: list[Any] = []
         for index, ratio in enumerate(self.params.ratios):
-            rows = _draw(groups, ratio, setting.sample_size, self.params.victims, generator)
+            rows = draw_samples(groups, ratio, setting.sample_size, self.params.victims, generator)
             for k in range(self.params.victims):
                 partition = Partition(
                     defender=setting.defender[rows[k]], adversary=data.partition.adversary, split=data.partition.split
@@ -310,7 +267,7 @@ class _DistributionAttack(Attack):
         groups = setting.groups(pool)
         generator = context.generator(SHADOW_SALT, "rows")
         rows = torch.cat(
-            [_draw(groups, r, setting.sample_size, self.params.shadows, generator) for r in self.params.ratios]
+            [draw_samples(groups, r, setting.sample_size, self.params.shadows, generator) for r in self.params.ratios]
         )
         keep = torch.zeros(rows.shape[0], len(pool), dtype=torch.bool).scatter_(1, rows, True)
         seed = context.derive_seed(SHADOW_SALT, "train")
@@ -330,59 +287,6 @@ def _posteriors(model: nn.Module, x: torch.Tensor, device: str) -> torch.Tensor:
     with torch.no_grad():
         out = [torch.softmax(model(chunk.to(device)), dim=1).cpu() for chunk in torch.split(x, QUERY_CHUNK)]
     return torch.cat(out).to(torch.float32)
-
-
-def _kl_matrix(shadow: torch.Tensor, victim: torch.Tensor) -> torch.Tensor:
-    """``KL(shadow_s || victim_v)`` averaged over the queries: ``(V, S)`` from ``(S, Q, C)`` and ``(V, Q, C)``."""
-    p = shadow.clamp(KL_EPS, 1 - KL_EPS)
-    q = victim.clamp(KL_EPS, 1 - KL_EPS)
-    entropy_term = (p * p.log()).sum(dim=2).mean(dim=1)  # (S,)
-    cross = torch.einsum("sqc,vqc->vs", p, q.log()) / p.shape[1]  # (V, S)
-    return entropy_term.unsqueeze(0) - cross
-
-
-def kl_test(
-    shadow: Sequence[torch.Tensor],
-    victim: Sequence[torch.Tensor],
-    *,
-    pair_fraction: float = 0.8,
-    decision: Literal["difference", "vote"] = "difference",
-    generator: torch.Generator,
-) -> torch.Tensor:
-    """The KL-divergence test of Suri et al. (SaTML 2023): which ratio each victim is closer to.
-
-    For the queries drawn from each of the two distributions ``d``, and every victim ``v``, the
-    divergences ``KL(P_i^0 || P_v)`` to the ratio-0 shadows and ``KL(P_j^1 || P_v)`` to the ratio-1
-    shadows (averaged over the queries) are compared over a random ``pair_fraction`` of the model
-    pairs ``i < j`` (the reference's ``kl_frac``, drawn anew for each ``d``). ``difference`` (the
-    reference's default, ``kl_voting=False``) takes ``KL_i^0 - KL_j^1``, min-max normalises each
-    pair's column over the victims, averages and predicts ratio 1 at 0.5 or more; ``vote``
-    (``kl_voting=True``) averages the indicators ``KL_i^0 > KL_j^1`` instead, victim by victim.
-
-    Args:
-        shadow: Per distribution, the shadows' posteriors ``(2S, Q, C)``: ``S`` ratio-0 shadows, then ``S`` ratio-1.
-        victim: Per distribution, the victims' posteriors ``(V, Q, C)``.
-        pair_fraction: Share of the model pairs compared.
-        decision: ``difference`` or ``vote``.
-        generator: Source of the pair selection.
-
-    Returns:
-        Predicted ratio index per victim, int64 ``(V,)``.
-    """
-    comparisons = []
-    for shadow_d, victim_d in zip(shadow, victim, strict=True):
-        s = shadow_d.shape[0] // 2
-        kl = _kl_matrix(shadow_d, victim_d)
-        first, second = torch.triu_indices(s, s, offset=1)
-        chosen = torch.randperm(first.numel(), generator=generator)[: max(1, int(pair_fraction * first.numel()))]
-        diff = kl[:, :s][:, first[chosen]] - kl[:, s:][:, second[chosen]]
-        comparisons.append((diff > 0).to(torch.float32) if decision == "vote" else diff)
-    scores = torch.cat(comparisons, dim=1)
-    if decision == "difference":
-        low, high = scores.min(dim=0).values, scores.max(dim=0).values
-        span = high - low
-        scores = torch.where(span > 0, (scores - low) / span.clamp_min(torch.finfo(scores.dtype).tiny), 0.5)
-    return (scores.mean(dim=1) >= 0.5).to(torch.int64)
 
 
 class DistributionInference(_DistributionAttack):
@@ -468,7 +372,7 @@ class DistributionInference(_DistributionAttack):
                 f"of {setting.attribute!r}; raise query_fraction"
             )
         generator = context.generator(self.name, "queries")
-        rows = [setting.query_pool[_draw(groups, r, n, 1, generator)[0]] for r in self.params.ratios]
+        rows = [setting.query_pool[draw_samples(groups, r, n, 1, generator)[0]] for r in self.params.ratios]
         return [setting.split.x[r] for r in rows]
 
     @staticmethod
