@@ -10,4 +10,4 @@ implementations are imported the first time a plugin is used.
 from __future__ import annotations
 
 __all__ = ["__version__"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -26,9 +26,8 @@ from pydantic import Field, model_validator
 from interplay import Attack, Params, RunContext
 from interplay.artifacts import QueryAccess, SurrogateModel, TaskData, TrainedModel
 from interplay.errors import ArtifactError, ConfigError
-from interplay.training import fit
 
-from ._substitute import SubstituteLoss, substitute_loss
+from ._substitute import SubstituteChoice, SubstituteLoss, fit_substitute, substitute_kind
 from .datasets import PAPER_AUX_SIZE, partial_seed_indices
 
 __all__ = ["Gradient", "JacobianAugmentation", "ifgsm", "loss_gradient", "zoo_gradient"]
@@ -190,6 +189,10 @@ class JacobianAugmentation(Attack):
                 1e-4 is Chen et al.'s).
             loss: The substitute's loss on the target's answers: ``kl``, ``mse`` or ``ce`` (as the
                 data-free attacks of :mod:`interplay_stolen_risks.query_attacks`).
+            substitute: The substitute's family: ``network``, ``xgboost`` or ``auto`` (``xgboost``
+                when the target's ``model_family`` fact is ``xgboost``). An XGBoost substitute has no
+                input gradient, so its augmentation always takes ZOO's estimate (``gradient`` is then
+                ``zoo`` whatever it says; ``info["gradient"]`` records the one used).
             architecture: Model factory of the substitute; ``None`` uses the scenario's.
             architecture_params: Parameters of that factory.
             epochs: Training epochs of the substitute in every round; ``None`` uses the scenario recipe's.
@@ -206,6 +209,7 @@ class JacobianAugmentation(Attack):
         steps: int = Field(default=5, ge=1)
         zoo_h: float = Field(default=1e-4, gt=0, allow_inf_nan=False)
         loss: SubstituteLoss = "kl"
+        substitute: SubstituteChoice = "auto"
         architecture: str | None = None
         architecture_params: dict[str, Any] = Field(default_factory=dict)
         epochs: int | None = Field(default=100, ge=1)
@@ -245,12 +249,13 @@ class JacobianAugmentation(Attack):
         context = context if context is not None else RunContext()
         p = self.params
         path = f"{self.name}.params.architecture"  # configuration errors before any query is spent
-        factory = context.model_factory(p.architecture, p.architecture_params, path=path)
+        trees = substitute_kind(p.substitute, target) == "xgboost"
+        factory = None if trees else context.model_factory(p.architecture, p.architecture_params, path=path)
+        gradient = "zoo" if trees else p.gradient  # trees have no input gradient: ZOO's estimate
         indices = self._seed_indices(data, context)
         assert data is not None and data.partition is not None  # checked by _seed_indices
         generator = context.generator(self.name, "augmentation")
         recipe = context.recipe.overridden_by(self.params)
-        init_seed = context.derive_seed(self.name, "substitute", "init")
 
         def ask(x: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
@@ -258,9 +263,9 @@ class JacobianAugmentation(Attack):
 
         def train(x: torch.Tensor, posteriors: torch.Tensor, round_: int) -> torch.nn.Module:
             # Algorithm 1 of the paper re-initialises the substitute before every training.
-            module = context.build_model(target.input_shape, target.num_classes, seed=init_seed, factory=factory)
-            seed = context.derive_seed(self.name, "substitute", round_)
-            return fit(module, x, posteriors, recipe, seed=seed, device=context.device, loss_fn=substitute_loss(p.loss))
+            return fit_substitute(
+                context, target, x, posteriors, params=p, name=self.name, round_=round_, factory=factory
+            )
 
         x = data.splits[data.partition.split].x[indices].to(torch.float32)
         posteriors = ask(x)
@@ -271,7 +276,9 @@ class JacobianAugmentation(Attack):
             if len(x) > p.query_budget - len(x):  # the last round augments a random subset
                 chosen = torch.randperm(len(x), generator=generator)[: p.query_budget - len(x)].sort().values
             labels = posteriors[chosen].argmax(dim=1)
-            x_new = self._augment(module, x[chosen], labels, target.num_classes, generator, device=context.device)
+            x_new = self._augment(
+                module, x[chosen], labels, target.num_classes, generator, device=context.device, gradient=gradient
+            )
             x, posteriors = torch.cat([x, x_new]), torch.cat([posteriors, ask(x_new)])
             rounds += 1
         module = train(x, posteriors, rounds)
@@ -279,10 +286,10 @@ class JacobianAugmentation(Attack):
             module=module,
             num_classes=target.num_classes,
             input_shape=target.input_shape,
-            recipe=recipe,
+            recipe=recipe if factory is not None else None,
             train_indices=indices,
-            architecture=factory.name,
-            architecture_params=factory.get_params(),
+            architecture=factory.name if factory is not None else "xgboost",
+            architecture_params=factory.get_params() if factory is not None else {},
             info={
                 "attack": self.name,
                 "queries": len(x),
@@ -291,7 +298,7 @@ class JacobianAugmentation(Attack):
                 "seed_queries": len(indices),
                 "augmentation_queries": len(x) - len(indices),
                 "augmentation_rounds": rounds,
-                "gradient": p.gradient,
+                "gradient": gradient,
                 "variant": p.variant,
             },
         )
@@ -324,6 +331,7 @@ class JacobianAugmentation(Attack):
         generator: torch.Generator,
         *,
         device: str,
+        gradient: GradientMethod | None = None,
     ) -> torch.Tensor:
         """One augmentation of each input: I-FGSM on the substitute, away from the target's label."""
         p = self.params
@@ -331,19 +339,20 @@ class JacobianAugmentation(Attack):
         if not ascend:  # a class drawn uniformly among the other classes
             shift = torch.randint(1, max(2, num_classes), (len(labels),), generator=generator)
             labels = (labels + shift) % num_classes
-        gradient = self._gradient(module)
-        x_adv = ifgsm(gradient, x.to(device), labels.to(device), eps=p.eps, steps=p.steps, ascend=ascend)
+        estimate = self._gradient(module, gradient)
+        x_adv = ifgsm(estimate, x.to(device), labels.to(device), eps=p.eps, steps=p.steps, ascend=ascend)
         return x_adv.to("cpu")
 
-    def _gradient(self, module: torch.nn.Module) -> Gradient:
+    def _gradient(self, module: torch.nn.Module, method: GradientMethod | None = None) -> Gradient:
         """The substitute's input gradient: exact (``ifgsm``) or ZOO's estimate from its posteriors (``zoo``)."""
-        if self.params.gradient == "ifgsm":
+        method = method or self.params.gradient
+        if method == "ifgsm":
             return loss_gradient(module)
-        if self.params.gradient == "zoo":
+        if method == "zoo":
 
             def posteriors(x: torch.Tensor) -> torch.Tensor:
                 with torch.no_grad():
                     return torch.softmax(module(x).double(), dim=1)
 
             return zoo_gradient(posteriors, h=self.params.zoo_h)
-        raise ConfigError(f"unknown gradient {self.params.gradient!r}", path=f"{self.name}.params.gradient")
+        raise ConfigError(f"unknown gradient {method!r}", path=f"{self.name}.params.gradient")

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from interplay.registry import PluginSpec, hookimpl
 
-from . import specs_attacks, specs_datasets, specs_defenses, specs_jba, specs_metrics
+from . import (
+    specs_attacks,
+    specs_boundary_fuzz,
+    specs_datasets,
+    specs_defenses,
+    specs_jba,
+    specs_maskedthief,
+    specs_metrics,
+    specs_perturbation,
+    specs_trees,
+)
 
 __all__ = ["PLUGINS", "interplay_plugins"]
 
@@ -17,7 +27,11 @@ PLUGINS: list[PluginSpec] = [
     *specs_attacks.SPECS,
     *specs_metrics.SPECS,
     *specs_jba.SPECS,
+    *specs_maskedthief.SPECS,
     *specs_defenses.SPECS,
+    *specs_boundary_fuzz.SPECS,
+    *specs_perturbation.SPECS,
+    *specs_trees.SPECS,
 ]
 
 

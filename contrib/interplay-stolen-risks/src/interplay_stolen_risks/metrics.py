@@ -27,10 +27,11 @@ from interplay import Metric, MetricValue, Params, RunContext
 from interplay.artifacts import LabeledData, QueryAccess, SurrogateModel, TaskData
 from interplay.errors import ArtifactError
 
-__all__ = ["PosteriorMSE", "SubstituteF1Minority", "minority_class"]
+__all__ = ["PosteriorMSE", "SubstituteF1Minority", "evaluation_split", "minority_class"]
 
 
-def _test_split(metric: Metric, data: TaskData | None) -> LabeledData:
+def evaluation_split(metric: Metric, data: TaskData | None) -> LabeledData:
+    """The test split ``metric`` is computed on; an ArtifactError naming the metric when absent or empty."""
     if data is None:
         raise ArtifactError(f"metric {metric.name!r} needs data= (a TaskData; it is computed on its test split)")
     if len(data.test) == 0:
@@ -89,7 +90,7 @@ class PosteriorMSE(Metric):
         """
         from sklearn.metrics import mean_squared_error
 
-        test = _test_split(self, data)
+        test = evaluation_split(self, data)
         if target is None:
             raise ArtifactError(
                 f"metric {self.name!r} needs target= (the model the substitute was stolen from, at least QueryAccess)"
@@ -155,7 +156,7 @@ class SubstituteF1Minority(Metric):
         """
         from sklearn.metrics import f1_score
 
-        test = _test_split(self, data)
+        test = evaluation_split(self, data)
         positive = self.params.positive_class
         if positive is None:
             positive = minority_class(test.y, test.num_classes)

@@ -27,9 +27,8 @@ from pydantic import Field
 
 from interplay import Attack, Params, RunContext
 from interplay.artifacts import QueryAccess, SurrogateModel, TaskData, TrainedModel
-from interplay.training import fit
 
-from ._substitute import Distribution, SubstituteLoss, sample_queries, substitute_loss
+from ._substitute import Distribution, SubstituteChoice, SubstituteLoss, fit_substitute, sample_queries, substitute_kind
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -62,6 +61,9 @@ class _QueryStealing(Attack):
                 normal queries).
             loss: The substitute's loss on the target's answers: ``kl`` (soft-label cross-entropy,
                 as Tramer et al. train extracted networks), ``mse`` or ``ce`` (arg-max labels only).
+            substitute: The substitute's family: ``network`` (the factory below), ``xgboost``
+                (XGBoost with its defaults, for tree targets), or ``auto``: ``xgboost`` when the
+                target's ``model_family`` fact is ``xgboost``, else ``network``.
             architecture: Model factory of the substitute; ``None`` uses the scenario's.
             architecture_params: Parameters of that factory (with ``architecture=None`` they
                 override the scenario factory's).
@@ -75,6 +77,7 @@ class _QueryStealing(Attack):
         radius: float = Field(default=1.0, gt=0, allow_inf_nan=False)
         std: float = Field(default=1.0, gt=0, allow_inf_nan=False)
         loss: SubstituteLoss = "kl"
+        substitute: SubstituteChoice = "auto"
         architecture: str | None = None
         architecture_params: dict[str, Any] = Field(default_factory=dict)
         epochs: int | None = Field(default=100, ge=1)
@@ -102,7 +105,9 @@ class _QueryStealing(Attack):
         """
         context = context if context is not None else RunContext()
         path = f"{self.name}.params.architecture"  # configuration errors before any query is spent
-        factory = context.model_factory(self.params.architecture, self.params.architecture_params, path=path)
+        factory = None
+        if substitute_kind(self.params.substitute, target) == "network":
+            factory = context.model_factory(self.params.architecture, self.params.architecture_params, path=path)
         generator = context.generator(self.name, "queries")
 
         def ask(x: torch.Tensor) -> torch.Tensor:
@@ -111,17 +116,14 @@ class _QueryStealing(Attack):
 
         x, posteriors, facts = self._collect(ask, target.input_shape, generator)
         recipe = context.recipe.overridden_by(self.params)
-        init_seed = context.derive_seed(self.name, "substitute", "init")
-        module = context.build_model(target.input_shape, target.num_classes, seed=init_seed, factory=factory)
-        seed = context.derive_seed(self.name, "substitute")
-        fit(module, x, posteriors, recipe, seed=seed, device=context.device, loss_fn=substitute_loss(self.params.loss))
+        module = fit_substitute(context, target, x, posteriors, params=self.params, name=self.name, factory=factory)
         substitute = TrainedModel(
             module=module,
             num_classes=target.num_classes,
             input_shape=target.input_shape,
-            recipe=recipe,
-            architecture=factory.name,
-            architecture_params=factory.get_params(),
+            recipe=recipe if factory is not None else None,
+            architecture=factory.name if factory is not None else "xgboost",
+            architecture_params=factory.get_params() if factory is not None else {},
             info={"attack": self.name, "queries": len(x), "substitute_loss": self.params.loss, **facts},
         )
         return SurrogateModel(model=substitute, queries=len(x))

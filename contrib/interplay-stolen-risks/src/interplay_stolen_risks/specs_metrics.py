@@ -29,4 +29,14 @@ SPECS: list[PluginSpec] = [
         higher_is_riskier=True,
         summary="test F1 of the substitute with the minority class as positive (Stolen Risks)",
     ),
+    PluginSpec(
+        name="target_performance",
+        kind="metric",
+        target="interplay_stolen_risks.performance:TargetPerformance",
+        risks=("S3",),
+        input="QueryAccess",
+        higher_is_riskier=False,
+        utility=True,
+        summary="test accuracy and minority-class F1 of the target's answers (utility reference, Stolen Risks)",
+    ),
 ]
