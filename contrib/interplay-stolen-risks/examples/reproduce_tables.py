@@ -55,6 +55,8 @@ TARGETS = {
     "SmallNeighborhood": "small_neighborhood",
     "Monotonicity": "monotonicity",
 }
+#: Targets served as trees (their BoundaryFuzz rows are ``boundary_fuzz_trees``).
+TREE_TARGETS = {"xgb", "small_neighborhood", "monotonicity"}
 DEFENSES = {"PredictionPoisoning": "pp", "AdaptiveMisinformation": "am", "BoundaryFuzz": "bf"}
 
 # Table 2, Medical Insurance rows: decrease in the substitute's F1 (%), Uniform..JBA(X).
@@ -225,7 +227,10 @@ def table6(frame: pd.DataFrame) -> str:
     for (target, defense), (acc, f1_paper, ca, paper) in PAPER_TABLE6.items():
         label = row_label(TARGETS[target], DEFENSES[defense])
         ours = decrease(f1, TARGETS[target], label)
-        ca_ours = measured(frame, label, "boundary_fuzz_accuracy") if defense == "BoundaryFuzz" else None
+        # CA: the DL2 search's on the networks, the sampled black-box check's on the trees
+        tree = TARGETS[target] in TREE_TARGETS
+        ca_name = "tree_constraint_accuracy[boundary_fuzz]" if tree else "boundary_fuzz_accuracy"
+        ca_ours = measured(frame, label, ca_name) if defense == "BoundaryFuzz" else None
         cells = [
             _cell(measured(frame, label, "target_accuracy"), acc),
             _cell(measured(frame, label, "target_f1_minority"), f1_paper),

@@ -22,6 +22,7 @@ EXPECTED = {
         "prediction_poisoning",
         "adaptive_misinformation",
         "boundary_fuzz",
+        "boundary_fuzz_trees",
     },
     "attack": {"random_query", "line_search", "jba", "masked_thief", "mixmatch"},
     "metric": {

@@ -244,6 +244,26 @@ def test_masked_thief_infers_on_a_smooth_target() -> None:
     assert info["inferred_label_accuracy"] >= 0.9, info
 
 
+def test_without_inference_masked_thief_is_its_base_attack_on_the_same_draws() -> None:
+    """``infer=False``: every input queried, no property needed, the same seed set as with inference."""
+    runs = {}
+    for inferring in (True, False):
+        recorder = Recorder(_smooth, features=2, classes=2)
+        attack = create("masked_thief", base="uniform", query_budget=80, label_bound=300, epochs=1, infer=inferring)
+        access = (
+            recorder.access
+            if not inferring
+            else QueryAccess.from_function(
+                recorder.access.query, num_classes=2, input_shape=(2,), info={"dl2_property": "lipschitz"}
+            )
+        )
+        runs[inferring] = (attack.run(access, context=tiny_context()).model.info, recorder)
+    (info, recorder), (inferred_info, _) = runs[False], runs[True]
+    assert info["inferred"] == 0 and info["labelled"] == info["queries"] == 80 == len(recorder.queried)
+    assert info["property"] == "none" and inferred_info["inferred"] > 0
+    torch.testing.assert_close(runs[True][1].batches[0], recorder.batches[0])  # the same seed set
+
+
 def test_masked_thief_needs_a_property_form_before_querying() -> None:
     recorder = Recorder(_smooth, features=10, classes=2)
     with pytest.raises(ConfigError, match="property form"):

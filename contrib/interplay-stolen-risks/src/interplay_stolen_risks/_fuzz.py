@@ -37,6 +37,7 @@ __all__ = [
     "FuzzConstraint",
     "Selection",
     "Trial",
+    "check_constants",
     "fuzz_bound",
     "next_epsilon",
     "select_parameters",
@@ -48,6 +49,13 @@ DELTA_START, DELTA_FLOOR = 0.1, 0.01
 EPSILON_START: dict[str, float] = {"multiply": 0.001, "add": 1.0}
 EPSILON_CAP_MULTIPLY = 0.1
 EpsilonSchedule = Literal["add", "multiply"]
+
+
+def check_constants(delta: object, epsilon: object) -> None:
+    """Raise ``ValueError`` naming ``delta`` or ``epsilon`` unless each is a positive finite number or ``"auto"``."""
+    for name, value in (("delta", delta), ("epsilon", epsilon)):
+        if value != "auto" and not (isinstance(value, float) and 0 < value < float("inf")):
+            raise ValueError(f"{name} must be a positive number or 'auto', got {value!r}")
 
 
 def fuzz_bound(epsilon: float) -> float:

@@ -26,6 +26,7 @@ __all__ = [
     "intercept",
     "neighborhood_bound",
     "train_round",
+    "window_max",
 ]
 
 #: XGBoost's published defaults (``XGBClassifier``: 100 trees; ``xgboost.train`` parameters).
@@ -162,6 +163,8 @@ class TreeModule(torch.nn.Module):
         self.scales = [float(s) for s in scales]
         self.bias = np.asarray(bias, dtype=np.float64)
         self.num_classes = int(num_classes)
+        #: Verified bounds the booster-fixer kept (:func:`~interplay_stolen_risks._fixer.boost_and_fix`), by name.
+        self.verified_bounds: dict[str, float] = {}
 
     def margin(self, x: torch.Tensor) -> np.ndarray:
         """The ensemble's margin ``(N, 1 or C)`` in float64."""
@@ -280,13 +283,13 @@ def neighborhood_bound(
         ranges = np.concatenate([r for _, _, r in mine])
         for i, r in enumerate(radius):
             on = features == i
-            per_class[c] += _window_max(thresholds[on], ranges[on], float(r))
+            per_class[c] += window_max(thresholds[on], ranges[on], float(r))
     if num_classes == 2:
         return math.sqrt(2.0) / 4.0 * float(per_class[0])
     return 0.5 * float(np.sqrt((per_class**2).sum()))
 
 
-def _window_max(thresholds: np.ndarray, ranges: np.ndarray, width: float) -> float:
+def window_max(thresholds: np.ndarray, ranges: np.ndarray, width: float) -> float:
     """The largest total range of the splits whose thresholds lie in one closed window of ``width``."""
     if len(thresholds) == 0:
         return 0.0

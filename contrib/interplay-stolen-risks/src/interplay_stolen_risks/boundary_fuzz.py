@@ -29,7 +29,7 @@ from interplay import Defense, Params
 from interplay.artifacts import LabeledData, TaskData, TrainedModel
 
 from ._dl2 import Search
-from ._fuzz import EpsilonSchedule, FuzzConstraint, select_parameters
+from ._fuzz import EpsilonSchedule, FuzzConstraint, check_constants, select_parameters
 from .properties import (
     Lipschitzness,
     LipschitzTraining,
@@ -144,10 +144,7 @@ class BoundaryFuzz(Defense):
 
         @model_validator(mode="after")
         def _check(self) -> Self:
-            for name in ("delta", "epsilon"):
-                value = getattr(self, name)
-                if value != "auto" and not (isinstance(value, float) and 0 < value < float("inf")):
-                    raise ValueError(f"{name} must be a positive number or 'auto', got {value!r}")
+            check_constants(self.delta, self.epsilon)
             if self.property == "none":
                 if self.property_params:
                     raise ValueError("property_params needs a property")

@@ -288,6 +288,9 @@ class MaskedThief(Attack):
                 answers; inferred inputs train on the interval's midpoint as a posterior).
             evaluate_inference: Ask the target about the inferred inputs after the attack, for
                 ``inferred_label_accuracy`` (evaluation only).
+            infer: ``False`` labels every synthesised input by a query: the base attack, run through
+                the same loop with the same seed set, draws and substitute seeds (a paired baseline
+                for measuring what the inference adds).
         """
 
         property: PropertyForm | None = None
@@ -303,6 +306,7 @@ class MaskedThief(Attack):
         evaluate_inference: bool = True
         queried_neighbours: bool = True
         responses: Literal["labels", "posteriors"] = "posteriors"
+        infer: bool = True
 
     params: MaskedThief.Params
 
@@ -320,7 +324,7 @@ class MaskedThief(Attack):
             The substitute; ``queries`` counts real attack queries only.
 
         Raises:
-            ConfigError: When no property form is known or no model factory is available.
+            ConfigError: When no property form is known (with ``infer``) or no model factory is available.
             ArtifactError: When JBA's seed set cannot be drawn.
         """
         context = context if context is not None else RunContext()
@@ -328,9 +332,9 @@ class MaskedThief(Attack):
         names = None
         if data is not None and data.splits:
             names = tuple(next(iter(data.splits.values())).feature_names or ()) or None
-        shape = property_from_info(
-            dict(target.info), p.property, p.property_values, names, fallback=p.fallback_property
-        )
+        # Without inference no property is needed (the paired baseline runs against any target).
+        fallback = p.fallback_property if p.infer else (p.fallback_property or "lipschitz")
+        shape = property_from_info(dict(target.info), p.property, p.property_values, names, fallback=fallback)
         bound = shape.with_values(lam=p.lam, norm=p.norm)
         given = {k: v for k, v in p.property_values.items() if k in ("L", "delta", "eps", "failure")}
         infer_kw = {"neighbours": p.neighbours, "max_width": p.max_width, "threshold": p.threshold}
@@ -355,7 +359,7 @@ class MaskedThief(Attack):
             target,
             data,
             context,
-            select=select,
+            select=select if p.infer else None,
             infer_kw=infer_kw,
             label_bound=p.label_bound,
             queried_neighbours=p.queried_neighbours,
@@ -367,7 +371,7 @@ class MaskedThief(Attack):
         info: dict[str, Any] = {
             "attack": self.name,
             "base": p.base,
-            "property": bound.form,
+            "property": bound.form if p.infer else "none",
             "queries": queries,
             "inferred": inferred,
             "labelled": len(out.x),

@@ -15,6 +15,15 @@ SPECS: list[PluginSpec] = [
         summary="BoundaryFuzz privacy property trained with DL2 along with a security property (Stolen Risks)",
     ),
     PluginSpec(
+        name="boundary_fuzz_trees",
+        kind="defense",
+        target="interplay_stolen_risks.boundary_fuzz_trees:TreeBoundaryFuzz",
+        risks=("S3",),
+        input="TaskData",
+        output="QueryAccess",
+        summary="BoundaryFuzz privacy property verified on XGBoost along with SmallNeighborhood or Monotonicity",
+    ),
+    PluginSpec(
         name="boundary_fuzz_accuracy",
         kind="metric",
         target="interplay_stolen_risks.fuzz_metrics:BoundaryFuzzAccuracy",

@@ -38,6 +38,6 @@ SPECS: list[PluginSpec] = [
         risks=("S1",),
         input="QueryAccess",
         higher_is_riskier=False,
-        summary="share of test rows where Monotonicity or SmallNeighborhood holds against sampled neighbours",
+        summary="share of test rows where Monotonicity, SmallNeighborhood or BoundaryFuzz holds at sampled points",
     ),
 ]

@@ -1,4 +1,4 @@
-"""Black-box constraint accuracy of LogicEnsemble's global properties (Monotonicity, SmallNeighborhood).
+"""Black-box constraint accuracy of the trees' global properties (Monotonicity, SmallNeighborhood, BoundaryFuzz).
 
 :class:`~interplay_stolen_risks.property_metrics.ConstraintAccuracy` searches violations with
 gradients; tree models have none and are served as :class:`~interplay.artifacts.QueryAccess`. This
@@ -12,6 +12,10 @@ metric checks each test row against sampled neighbours instead, from the posteri
   neighbours ``x'`` drawn uniformly from ``d(x, x') < eps`` (``d`` the L-infinity distance in
   standard deviations of the defender's training features), plus the ``2 d`` points one step short
   of the ball's faces along each axis.
+- ``boundary_fuzz`` (Stolen Risks' Property 5 in LogicEnsemble's global form): at the row and at
+  ``samples`` points ``z`` of the same ball, every axis probe ``z' = z +- delta e_i`` whose class
+  differs from ``z``'s needs ``||F(z)||_2 < b`` and ``||F(z')||_2 < b``,
+  ``b = sqrt(e^epsilon / (e^epsilon + 1))``.
 
 As with the DL2 metric, the constants are the metric's own parameters, so the baseline and the
 defended models are measured alike; the model's ``tree_property`` only enters ``details``.
@@ -28,6 +32,7 @@ from interplay import Metric, MetricValue, Params, RunContext
 from interplay.artifacts import QueryAccess, TaskData
 from interplay.errors import ArtifactError, ConfigError
 
+from ._fuzz import fuzz_bound
 from .trees import feature_indices, feature_scale
 
 __all__ = ["TreeConstraintAccuracy"]
@@ -44,28 +49,32 @@ class TreeConstraintAccuracy(Metric):
     risks = ("S1",)
     Input = QueryAccess
     higher_is_riskier = False
-    summary = "share of test rows where Monotonicity or SmallNeighborhood holds against sampled neighbours"
+    summary = "share of test rows where Monotonicity, SmallNeighborhood or BoundaryFuzz holds at sampled points"
     conformance_params = {"samples": 4, "rows": 20}
 
     class Params(Params):
         """Hyper-parameters of :class:`TreeConstraintAccuracy`.
 
         Attributes:
-            property: ``small_neighborhood`` or ``monotonicity``.
+            property: ``small_neighborhood``, ``monotonicity`` or ``boundary_fuzz``.
             increasing: Features (names or indices) whose positive posterior must not fall as they grow.
             decreasing: Features whose positive posterior must not grow as they grow.
             eps: SmallNeighborhood's radius in standard deviations (the defense's default).
             L: SmallNeighborhood's constant (the defense's default).
-            samples: Random neighbours per row (SmallNeighborhood).
+            delta: BoundaryFuzz's probe length (inputs' units).
+            epsilon: BoundaryFuzz's privacy level.
+            samples: Random neighbours per row (SmallNeighborhood, BoundaryFuzz).
             grid: Probe values per constrained feature (Monotonicity).
             rows: Test rows checked (the first ``rows``); ``None``: all.
         """
 
-        property: Literal["small_neighborhood", "monotonicity"] = "small_neighborhood"
+        property: Literal["small_neighborhood", "monotonicity", "boundary_fuzz"] = "small_neighborhood"
         increasing: list[str | int] = Field(default_factory=list)
         decreasing: list[str | int] = Field(default_factory=list)
         eps: float = Field(default=0.1, gt=0, allow_inf_nan=False)
         L: float = Field(default=2.0, gt=0, allow_inf_nan=False)
+        delta: float = Field(default=0.1, gt=0, allow_inf_nan=False)
+        epsilon: float = Field(default=0.001, gt=0, allow_inf_nan=False)
         samples: int = Field(default=64, ge=1)
         grid: int = Field(default=32, ge=2)
         rows: int | None = Field(default=None, ge=1)
@@ -104,6 +113,10 @@ class TreeConstraintAccuracy(Metric):
         if p.property == "monotonicity":
             holds = self._monotone(output, x, data)
             constants: dict[str, Any] = {"increasing": p.increasing, "decreasing": p.decreasing, "grid": p.grid}
+        elif p.property == "boundary_fuzz":
+            generator = context.generator("metric", self.name, "neighbours")
+            holds = self._fuzz(output, x, data, generator)
+            constants = {"delta": p.delta, "epsilon": p.epsilon, "eps": p.eps, "samples": p.samples}
         else:
             generator = context.generator("metric", self.name, "neighbours")
             holds = self._neighbourhood(output, x, data, generator)
@@ -141,15 +154,33 @@ class TreeConstraintAccuracy(Metric):
             holds &= ((moved * (there - here)) >= 0).all(dim=0)
         return holds
 
+    def _shifts(self, n: int, d: int, data: TaskData, generator: torch.Generator) -> torch.Tensor:
+        """``samples`` uniform moves in the ball and the ``2 d`` axis moves just inside it: ``(S, n, d)``."""
+        radius = self.params.eps * torch.from_numpy(feature_scale(data.defender_train)).to(torch.float32)
+        shift = (2.0 * torch.rand(self.params.samples, n, d, generator=generator) - 1.0) * radius
+        axis = torch.eye(d) * radius * (1.0 - 1e-3)
+        return torch.cat([shift, axis[:, None].expand(d, n, d), -axis[:, None].expand(d, n, d)])
+
+    def _fuzz(self, model: QueryAccess, x: torch.Tensor, data: TaskData, generator: torch.Generator) -> torch.Tensor:
+        p = self.params
+        n, d = len(x), x.shape[1]
+        points = torch.cat([x[None], x[None] + self._shifts(n, d, data, generator)]).reshape(-1, d)
+        probe = torch.eye(d) * p.delta
+        holds = torch.ones(len(points), dtype=torch.bool)
+        bound = fuzz_bound(p.epsilon)
+        here = model.query(points)
+        for move in torch.cat([probe, -probe]):
+            there = model.query(points + move)
+            crossed = there.argmax(dim=1) != here.argmax(dim=1)
+            holds &= ~crossed | ((here.norm(dim=1) < bound) & (there.norm(dim=1) < bound))
+        return holds.reshape(-1, n).all(dim=0)
+
     def _neighbourhood(
         self, model: QueryAccess, x: torch.Tensor, data: TaskData, generator: torch.Generator
     ) -> torch.Tensor:
         p = self.params
         n, d = len(x), x.shape[1]
-        radius = p.eps * torch.from_numpy(feature_scale(data.defender_train)).to(torch.float32)
-        shift = (2.0 * torch.rand(p.samples, n, d, generator=generator) - 1.0) * radius
-        axis = torch.eye(d) * radius * (1.0 - 1e-3)
-        shift = torch.cat([shift, axis[:, None].expand(d, n, d), -axis[:, None].expand(d, n, d)])
+        shift = self._shifts(n, d, data, generator)
         here = model.query(x)
         there = model.query((x[None] + shift).reshape(-1, d)).reshape(len(shift), n, -1)
         distance = (there - here[None]).norm(dim=2)

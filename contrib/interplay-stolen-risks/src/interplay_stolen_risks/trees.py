@@ -35,16 +35,8 @@ from interplay import Defense, Params, RunContext
 from interplay.artifacts import LabeledData, QueryAccess, TaskData, TrainedModel
 from interplay.errors import ArtifactError, ConfigError
 
-from ._trees import (
-    XGB_DEFAULTS,
-    TreeModule,
-    booster_splits,
-    fit_xgboost,
-    intercept,
-    neighborhood_bound,
-    train_round,
-    tree_margins,
-)
+from ._fixer import Budget, boost_and_fix
+from ._trees import XGB_DEFAULTS, TreeModule, fit_xgboost, neighborhood_bound
 
 __all__ = [
     "Monotonicity",
@@ -54,6 +46,7 @@ __all__ = [
     "best_intercept",
     "feature_indices",
     "feature_scale",
+    "fix_trees",
 ]
 
 
@@ -325,58 +318,59 @@ class SmallNeighborhood(TreeDefense):
 
     params: SmallNeighborhood.Params
 
+    def budget(self, train: LabeledData) -> Budget:
+        """The verified bound of :func:`~interplay_stolen_risks._trees.neighborhood_bound` below ``L * eps``."""
+        radius, c = self.params.eps * feature_scale(train), train.num_classes
+        return Budget(
+            "small_neighborhood", lambda trees: neighborhood_bound(trees, radius, c), self.params.L * self.params.eps
+        )
+
     def fit(self, train: LabeledData, *, seed: int) -> TreeModule:
         """Booster-fixer rounds: one tree per class, scaled until the verified bound holds."""
         p = self.params
-        x = train.x.reshape(len(train.x), -1).to(torch.float32).numpy()
-        labels = _one_hot(train).numpy()
-        c = train.num_classes
-        width = 1 if c == 2 else c
-        radius = p.eps * feature_scale(train)
-        limit = p.L * p.eps * (1.0 - 1e-9)  # the property's inequality is strict
-        bias = intercept(labels)
-        margin = np.broadcast_to(bias, (len(x), width)).copy()
-        accepted: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]] = []
-        boosters: list[Any] = []
-        scales: list[float] = []
-        rng = np.random.default_rng(seed)
-        sigma = feature_scale(train)
-        for r in range(p.n_estimators):
-            shaken = x + (rng.uniform(-1.0, 1.0, size=x.shape) * p.jitter * sigma).astype(np.float32)
-            booster = train_round(
-                shaken, labels, params=self.tree_params(), seed=seed + r, rounds=1, bias=bias, margin=margin, soft=False
-            )
-            new = [(f, t, ranges, k % width) for k, (f, t, ranges) in enumerate(booster_splits(booster))]
-            share = limit * (r + 1) / p.n_estimators  # the fixer spreads the budget over the rounds
-            scale = self._largest_scale(accepted, new, radius, c, share)
-            if scale < p.min_scale:
-                break
-            accepted += [(f, t, ranges * scale, k) for f, t, ranges, k in new]
-            boosters.append(booster)
-            scales.append(scale)
-            margin += scale * tree_margins(booster, x, c)
-        if c == 2 and p.calibrate_intercept:
-            bias = np.array([best_intercept(margin[:, 0] - bias[0], labels[:, 1] > 0.5)])
-        return TreeModule(boosters, scales, bias, c)
+        return fix_trees(
+            train,
+            params=self.tree_params(),
+            seed=seed,
+            budgets=[self.budget(train)],
+            jitter=p.jitter,
+            min_scale=p.min_scale,
+            calibrate_intercept=p.calibrate_intercept,
+        )
 
-    @staticmethod
-    def _largest_scale(
-        accepted: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]],
-        new: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]],
-        radius: np.ndarray,
-        num_classes: int,
-        limit: float,
-    ) -> float:
-        """The largest factor in ``[0, 1]`` (to 1e-4) keeping the bound below ``limit`` (the fixer)."""
 
-        def bound(s: float) -> float:
-            scaled = [(f, t, ranges * s, k) for f, t, ranges, k in new]
-            return neighborhood_bound(accepted + scaled, radius, num_classes)
+def fix_trees(
+    train: LabeledData,
+    *,
+    params: dict[str, Any],
+    seed: int,
+    budgets: Sequence[Budget],
+    jitter: float,
+    min_scale: float,
+    calibrate_intercept: bool,
+    monotone: Sequence[int] | None = None,
+) -> TreeModule:
+    """:func:`~interplay_stolen_risks._fixer.boost_and_fix` on ``train``, then (two classes) the best constant.
 
-        if bound(1.0) < limit:
-            return 1.0
-        low, high = 0.0, 1.0
-        while high - low > 1e-4:
-            mid = 0.5 * (low + high)
-            low, high = (mid, high) if bound(mid) < limit else (low, mid)
-        return low
+    ``jitter`` is in standard deviations of the training features. The bounds' values are
+    recorded on the module as ``verified_bounds``.
+    """
+    x = train.x.reshape(len(train.x), -1).to(torch.float32).numpy()
+    labels = _one_hot(train).numpy()
+    fixed = boost_and_fix(
+        x,
+        labels,
+        params=params,
+        seed=seed,
+        n_estimators=int(params["n_estimators"]),
+        budgets=budgets,
+        jitter=jitter * feature_scale(train),
+        min_scale=min_scale,
+        monotone=monotone,
+    )
+    bias = fixed.bias
+    if train.num_classes == 2 and calibrate_intercept:
+        bias = np.array([best_intercept(fixed.margin[:, 0] - bias[0], labels[:, 1] > 0.5)])
+    module = TreeModule(fixed.boosters, fixed.scales, bias, train.num_classes)
+    module.verified_bounds = fixed.bounds
+    return module
