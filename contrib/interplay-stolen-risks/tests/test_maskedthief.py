@@ -313,9 +313,12 @@ def test_mixmatch_spends_exactly_the_budget(base: str) -> None:
 #   JBA(X)        0.957 0.956 0.964 0.968 0.969 0.963
 #   MaskedThief   0.961 0.970 0.961 0.967 0.967 0.937   (inferred 295-530 inputs, label accuracy 0.977-1.000)
 #   MixMatch      0.910 0.904 0.916 (seeds 0-2)
-# The paper's gain over the base attack is not reproduced robustly here: +0.005 on average over seeds 0-2,
-# -0.002 over seeds 0-5 (one seed -0.026). The test asserts what holds: the inference labels hundreds of
-# inputs almost always correctly, the agreement stays at the base attack's, and MixMatch falls behind.
+# With substitutes fitted to the target's posteriors (loss "kl") the base attack is near its ceiling and
+# the gain is within the spread of the seeds (+0.005 on average over seeds 0-2, -0.002 over 0-5).
+# With substitutes fitted to labels (loss "ce", Algorithm 2's inferred outputs are labels), paired against
+# the same loop without inference (infer=False: same seed set, draws and substitute seeds), the gain is
+# the paper's: seeds 0-13 +0.1 +2.4 +0.6 -0.1 +2.0 +1.3 +1.9 +0.7 +0.5 +1.2 +0.2 -0.5 -0.8 +0.8 points
+# (mean +0.7; 10 up, 2 down, 2 within one test row).
 SEEDS = (0, 1, 2)
 
 
@@ -330,7 +333,7 @@ def medical_runs() -> dict[str, list[dict[str, float]]]:
     except DataNotFoundError as exc:
         pytest.skip(f"medical_insurance files not available: {exc}")
     fidelity = create("fidelity")
-    runs: dict[str, list[dict[str, float]]] = {"jba": [], "masked_thief": [], "mixmatch": []}
+    runs: dict[str, list[dict[str, float]]] = {k: [] for k in ("jba", "masked_thief", "mixmatch", "base_ce", "ce")}
     for seed in SEEDS:
         context = interplay.RunContext(seed=seed, model=create("mlp"), recipe=interplay.TrainingRecipe())
         target = create("local_invariance", iterations=10, step=0.03).apply(task, context=context)
@@ -338,6 +341,8 @@ def medical_runs() -> dict[str, list[dict[str, float]]]:
             "jba": create("jba", seed_source="external"),
             "masked_thief": create("masked_thief", base="jba", seed_source="external", threshold="argmax"),
             "mixmatch": create("mixmatch", base="jba", seed_source="external"),
+            "base_ce": create("masked_thief", base="jba", seed_source="external", loss="ce", infer=False),
+            "ce": create("masked_thief", base="jba", seed_source="external", threshold="argmax", loss="ce"),
         }
         for label, attack in attacks.items():
             stolen = attack.run(target, data=task, context=context)
@@ -376,3 +381,14 @@ def test_masked_thief_against_its_base_and_mixmatch_on_medical_insurance(
     masked, base, mixmatch = (_mean(medical_runs[k]) for k in ("masked_thief", "jba", "mixmatch"))
     assert masked >= base - 0.01, (masked, base)
     assert masked >= mixmatch + 0.01, (masked, mixmatch)
+
+
+def test_masked_thief_raises_agreement_over_its_base_attack_with_label_training(
+    medical_runs: dict[str, list[dict[str, float]]],
+) -> None:
+    """Paper finding (Table 5): at the same budget the inferred labels raise the substitute's agreement."""
+    gains = [c["agreement"] - b["agreement"] for c, b in zip(medical_runs["ce"], medical_runs["base_ce"], strict=True)]
+    assert all(run["inferred"] == 0 and run["queries"] == 200 for run in medical_runs["base_ce"])
+    assert all(run["inferred"] >= 150 and run["accuracy"] >= 0.95 for run in medical_runs["ce"])
+    assert sum(gains) / len(gains) >= 0.004, gains  # measured +0.001, +0.024, +0.006
+    assert min(gains) >= -0.005, gains
