@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ._trees import booster_splits, intercept, train_round, tree_margins, window_max
+from ._trees import booster_splits, feature_window_maxima, intercept, train_round, tree_margins
 
 __all__ = ["Budget", "Fixed", "Split", "axis_bound", "boost_and_fix", "fuzz_margin", "largest_scale"]
 
@@ -58,16 +58,7 @@ def axis_bound(trees: Sequence[Split], delta: np.ndarray) -> float:
     the subtree it roots (:func:`~interplay_stolen_risks._trees.booster_splits`). Two-class
     ensembles (one margin).
     """
-    mine = [(f, t, r) for f, t, r, cls in trees if cls == 0]
-    if not mine:
-        return 0.0
-    features = np.concatenate([f for f, _, _ in mine])
-    thresholds = np.concatenate([t for _, t, _ in mine])
-    ranges = np.concatenate([r for _, _, r in mine])
-    return max(
-        (window_max(thresholds[features == i], ranges[features == i], float(d)) for i, d in enumerate(delta)),
-        default=0.0,
-    )
+    return max(feature_window_maxima(trees, delta, 0), default=0.0)
 
 
 def fuzz_margin(epsilon: float) -> float:

@@ -22,6 +22,7 @@ __all__ = [
     "XGB_DEFAULTS",
     "TreeModule",
     "booster_splits",
+    "feature_window_maxima",
     "fit_xgboost",
     "intercept",
     "neighborhood_bound",
@@ -275,18 +276,27 @@ def neighborhood_bound(
     width = 1 if num_classes == 2 else num_classes
     per_class = np.zeros(width)
     for c in range(width):
-        mine = [(f, t, r) for f, t, r, cls in trees if cls == c]
-        if not mine:
-            continue
-        features = np.concatenate([f for f, _, _ in mine])
-        thresholds = np.concatenate([t for _, t, _ in mine])
-        ranges = np.concatenate([r for _, _, r in mine])
-        for i, r in enumerate(radius):
-            on = features == i
-            per_class[c] += window_max(thresholds[on], ranges[on], float(r))
+        per_class[c] = sum(feature_window_maxima(trees, radius, c))
     if num_classes == 2:
         return math.sqrt(2.0) / 4.0 * float(per_class[0])
     return 0.5 * float(np.sqrt((per_class**2).sum()))
+
+
+def feature_window_maxima(
+    trees: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, int]], widths: np.ndarray, cls: int
+) -> list[float]:
+    """Per feature ``i``, :func:`window_max` of class ``cls``'s splits on ``i`` with window ``widths[i]``.
+
+    The largest change of that class' margin when only feature ``i`` moves by at most ``widths[i]``;
+    all zeros when the class has no tree.
+    """
+    mine = [(f, t, r) for f, t, r, c in trees if c == cls]
+    if not mine:
+        return [0.0] * len(widths)
+    features = np.concatenate([f for f, _, _ in mine])
+    thresholds = np.concatenate([t for _, t, _ in mine])
+    ranges = np.concatenate([r for _, _, r in mine])
+    return [window_max(thresholds[features == i], ranges[features == i], float(w)) for i, w in enumerate(widths)]
 
 
 def window_max(thresholds: np.ndarray, ranges: np.ndarray, width: float) -> float:
