@@ -154,22 +154,23 @@ class TreeBoundaryFuzz(Defense):
         if rows.num_classes != 2:
             raise ArtifactError(f"defense {self.name!r} needs a two-class task, got {rows.num_classes} classes")
         seed = context.derive_seed("defense", self.name)
-        facts = self.security_property().facts()
+        prop = self.security_property()
+        facts = prop.facts()
         indices = target.partition.defender if target.partition is not None else None
         delta = None if p.delta == "auto" else float(p.delta)
         epsilon = None if p.epsilon == "auto" else float(p.epsilon)
         if delta is not None and epsilon is not None:
-            module = self._fit(rows, seed, delta, epsilon)
-            return self._access(target, module, indices, {**facts, **self._facts(module, delta, epsilon)})
+            module = self._fit(prop, rows, seed, delta, epsilon)
+            return self._access(prop, target, module, indices, {**facts, **self._facts(module, delta, epsilon)})
 
         order = torch.randperm(len(rows), generator=context.generator("defense", self.name, "validation"))
         n_val = max(1, round(p.validation_fraction * len(rows)))
         fit, val = rows.subset(order[n_val:].sort().values), rows.subset(order[:n_val])
-        reference = _accuracy(self.security_property().fit(fit, seed=seed), val)
+        reference = _accuracy(prop.fit(fit, seed=seed), val)
         records: list[dict[str, Any]] = []
 
         def trial(d: float, e: float) -> bool:
-            module = self._fit(fit, seed, d, e)
+            module = self._fit(prop, fit, seed, d, e)
             accuracy = _accuracy(module, val)
             success = accuracy >= reference - p.max_accuracy_drop
             records.append({"delta": d, "epsilon": e, "success": success, "accuracy": accuracy})
@@ -179,7 +180,7 @@ class TreeBoundaryFuzz(Defense):
             trial, delta=delta, epsilon=epsilon, schedule=p.epsilon_schedule, max_trainings=p.max_trainings
         )
         chosen = selection.chosen or selection.trials[-1]
-        module = self._fit(rows, seed, chosen.delta, chosen.epsilon)  # the chosen constants on every defender row
+        module = self._fit(prop, rows, seed, chosen.delta, chosen.epsilon)  # the chosen constants on every defender row
         info = {
             **facts,
             **self._facts(module, chosen.delta, chosen.epsilon),
@@ -187,12 +188,11 @@ class TreeBoundaryFuzz(Defense):
             "boundary_fuzz_trials": json.dumps(records),
             "boundary_fuzz_reference_accuracy": reference,
         }
-        return self._access(target, module, indices, info)
+        return self._access(prop, target, module, indices, info)
 
-    def _fit(self, rows: LabeledData, seed: int, delta: float, epsilon: float) -> TreeModule:
+    def _fit(self, prop: TreeDefense, rows: LabeledData, seed: int, delta: float, epsilon: float) -> TreeModule:
         """Booster-fixer rounds keeping BoundaryFuzz's bound (and SmallNeighborhood's); Monotonicity's constraints."""
         p = self.params
-        prop = self.security_property()
         budgets = [prop.budget(rows)] if isinstance(prop, SmallNeighborhood) else []
         monotone = prop.constraints(rows) if isinstance(prop, Monotonicity) else None
         width = np.full(int(rows.x.reshape(len(rows.x), -1).shape[1]), delta)
@@ -218,15 +218,16 @@ class TreeBoundaryFuzz(Defense):
             "boundary_fuzz_rounds": len(module.boosters),
         }
 
+    @staticmethod
     def _access(
-        self, task: TaskData, module: TreeModule, indices: torch.Tensor | None, info: dict[str, Any]
+        prop: TreeDefense, task: TaskData, module: TreeModule, indices: torch.Tensor | None, info: dict[str, Any]
     ) -> QueryAccess:
         model = TrainedModel(
             module=module,
             num_classes=task.num_classes,
             input_shape=task.input_shape,
             architecture="xgboost",
-            architecture_params=self.security_property().tree_params(),
+            architecture_params=prop.tree_params(),
             train_indices=indices,
             info=info,
         )
