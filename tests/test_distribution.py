@@ -112,7 +112,7 @@ def test_white_box_meta_classifier_tells_the_ratios_apart(
 
 
 def test_both_attacks_share_one_set_of_shadow_models(monkeypatch: pytest.MonkeyPatch) -> None:
-    import interplay.plugins.privacy.distribution as module
+    import interplay.plugins.privacy._distribution_trials as module  # the shared shadow training
 
     calls: list[int] = []
     original = module.train_models
